@@ -20,8 +20,17 @@ import orjson
 _NO_VALUE: Any = object()
 
 
+class GoRepr(str):
+    """A value already rendered the way Go's ``%#v`` prints it (``map[string]string{"app":"x"}``).
+
+    Field errors show it verbatim instead of JSON-encoding it.
+    """
+
+
 def _fmt_value(value: Any) -> str:
     """Format a value the way Go's ``%#v``-ish printing in field errors does."""
+    if isinstance(value, GoRepr):
+        return str(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):

@@ -1,0 +1,5 @@
+"""``python -m tinykube.cli`` is the ``tinykube`` command."""
+
+from .main import main
+
+main()

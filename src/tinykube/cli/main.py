@@ -1,0 +1,257 @@
+"""The ``tinykube`` command line: ``up``, ``down``, ``status``.
+
+Every verb takes ``--data-dir DIR`` (default ``$TINYKUBE_HOME``, else
+``~/.tinykube``); clusters with different data dirs run side by side.
+
+``up`` starts the control-plane process detached (its own session, output in
+``DIR/server.log``) and returns when the server reports, over a pipe, that its
+API socket is serving — no polling. ``--foreground`` runs it in this process
+instead and stops cleanly on SIGTERM/SIGINT. ``down`` stops the process it
+started by the PID recorded in ``DIR/server.json``, after checking that PID is
+still our server for this data dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..api.resources import RESOURCES
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get("TINYKUBE_HOME")
+    return Path(env) if env else Path.home() / ".tinykube"
+
+
+def _data_dir(a: argparse.Namespace) -> Path:
+    return Path(a.data_dir).expanduser().resolve() if a.data_dir else default_data_dir().expanduser().resolve()
+
+
+def _our_server(pid: int, data_dir: Path) -> bool:
+    """Is pid a tinykube server for this data dir (not a recycled PID)?"""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    args = [c.decode(errors="replace") for c in cmd]
+    return "tinykube.server" in args and str(data_dir) in args
+
+
+def running_pid(data_dir: Path) -> tuple[int, dict[str, object]] | None:
+    from ..server.cluster import pid_alive, read_state
+
+    st = read_state(data_dir)
+    if not st:
+        return None
+    pid = int(st.get("pid", 0))  # type: ignore[call-overload]
+    if pid and pid_alive(pid) and _our_server(pid, data_dir):
+        return pid, st
+    return None
+
+
+def _merge_kubeconfig(data_dir: Path) -> Path:
+    from .kubeconfig import default_kubeconfig_path, merge_into
+
+    target = default_kubeconfig_path()
+    merge_into(target, data_dir / "kubeconfig", "tinykube", set_current=True)
+    return target
+
+
+def cmd_up(a: argparse.Namespace) -> int:
+    data_dir = _data_dir(a)
+    t0 = time.monotonic()
+    running = running_pid(data_dir)
+    if running:
+        pid, st = running
+        print(f"tinykube is already running at {st.get('url')} (pid {pid}, data dir {data_dir})")
+        return 0
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if a.foreground:
+        import asyncio
+        import logging
+
+        from ..server.cluster import Config, run_server
+
+        logging.basicConfig(level=os.environ.get("TINYKUBE_LOG", "INFO").upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+        def ready(url: str) -> None:
+            if not a.no_kubeconfig_merge:
+                _merge_kubeconfig(data_dir)
+            print(f"tinykube is up at {url} in {time.monotonic() - t0:.2f}s (data dir {data_dir}); Ctrl-C stops it",
+                  flush=True)
+
+        cfg = Config(data_dir, a.port, a.bind, float(os.environ.get("TINYKUBE_COMPACT_INTERVAL", "300")))
+        try:
+            import uvloop
+
+            uvloop.run(run_server(cfg, None, ready))
+        except ImportError:
+            asyncio.run(run_server(cfg, None, ready))
+        return 0
+    r, w = os.pipe()
+    log_path = data_dir / "server.log"
+    logf = open(log_path, "ab")  # noqa: SIM115 - handed to the child
+    cmd = [sys.executable, "-m", "tinykube.server", "--data-dir", str(data_dir), "--port", str(a.port),
+           "--bind", a.bind, "--ready-fd", str(w)]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, pass_fds=(w,),
+                            start_new_session=True, close_fds=True)
+    os.close(w)
+    logf.close()
+    got = b""
+    with os.fdopen(r, "rb") as pipe:
+        got = pipe.read(6)
+    if got != b"ready\n":
+        proc.wait(timeout=10) if proc.poll() is None else None
+        tail = log_path.read_text(errors="replace").splitlines()[-15:] if log_path.exists() else []
+        print("tinykube: the server failed to start:\n  " + "\n  ".join(tail), file=sys.stderr)
+        return 1
+    from ..server.cluster import read_state
+
+    st = read_state(data_dir) or {}
+    merged = ""
+    if not a.no_kubeconfig_merge:
+        merged = f"; context 'tinykube' merged into {_merge_kubeconfig(data_dir)}"
+    print(f"tinykube is up at {st.get('url')} in {time.monotonic() - t0:.2f}s (pid {proc.pid}, data dir {data_dir})")
+    print(f"kubeconfig: {data_dir / 'kubeconfig'}{merged}")
+    return 0
+
+
+def cmd_down(a: argparse.Namespace) -> int:
+    data_dir = _data_dir(a)
+    running = running_pid(data_dir)
+    if running:
+        pid, _ = running
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        from ..server.cluster import pid_alive
+
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            while pid_alive(pid):
+                time.sleep(0.02)
+        with contextlib.suppress(OSError):
+            (data_dir / "server.json").unlink()
+        print(f"tinykube stopped (pid {pid}, data dir {data_dir})")
+    else:
+        with contextlib.suppress(OSError):
+            (data_dir / "server.json").unlink()
+        print(f"tinykube is not running (data dir {data_dir})")
+    if a.purge:
+        _unmerge_kubeconfig(data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
+        print(f"removed {data_dir}")
+    return 0
+
+
+def _unmerge_kubeconfig(data_dir: Path) -> None:
+    """Remove the merged context if it still points at this cluster."""
+    import yaml
+
+    from .kubeconfig import default_kubeconfig_path, remove_from
+
+    target = default_kubeconfig_path()
+    try:
+        ours = yaml.safe_load((data_dir / "kubeconfig").read_text())
+        theirs = yaml.safe_load(target.read_text())
+    except (OSError, yaml.YAMLError):
+        return
+    def server_of(cfg: object) -> str | None:
+        if not isinstance(cfg, dict):
+            return None
+        for c in cfg.get("clusters") or []:
+            if isinstance(c, dict) and c.get("name") == "tinykube":
+                return str((c.get("cluster") or {}).get("server"))
+        return None
+    if server_of(ours) and server_of(ours) == server_of(theirs):
+        remove_from(target, "tinykube")
+
+
+def _human_size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def object_counts(db_path: Path) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    if not db_path.exists():
+        return counts
+    con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        for r in RESOURCES:
+            if r.storage:
+                continue
+            pre = r.storage_key + "/"
+            n = con.execute("SELECT COUNT(*) FROM kv WHERE key >= ? AND key < ?", (pre, pre + "\U0010ffff")).fetchone()[0]
+            if n:
+                counts[r.qualified] = int(n)
+    except sqlite3.Error:
+        pass
+    finally:
+        con.close()
+    return counts
+
+
+def cmd_status(a: argparse.Namespace) -> int:
+    data_dir = _data_dir(a)
+    running = running_pid(data_dir)
+    db = data_dir / "state.db"
+    size = sum(p.stat().st_size for p in data_dir.glob("state.db*")) if data_dir.exists() else 0
+    if running:
+        pid, st = running
+        print(f"cluster:    running (data dir {data_dir})")
+        print(f"api:        {st.get('url')}")
+        print("components:")
+        print(f"  apiserver             pid {pid}")
+        print(f"  namespace-controller  pid {pid} (in-process)")
+    else:
+        print(f"cluster:    stopped (data dir {data_dir})")
+    print(f"store:      {db} ({_human_size(size)})")
+    counts = object_counts(db)
+    if counts:
+        print("objects:")
+        for k, v in sorted(counts.items()):
+            print(f"  {k:<32} {v}")
+    return 0 if running else 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="tinykube", description="A Kubernetes-compatible local cluster.")
+    sub = ap.add_subparsers(dest="verb", required=True)
+
+    def add(name: str, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--data-dir", default=None, help="cluster data directory (default $TINYKUBE_HOME or ~/.tinykube)")
+        return p
+
+    up = add("up", "start a cluster (returns once the API answers)")
+    up.add_argument("--port", type=int, default=6443, help="API port (0: any free port; 6443 falls back to a free one)")
+    up.add_argument("--bind", default="127.0.0.1", help="address the API listens on")
+    up.add_argument("--foreground", action="store_true", help="stay in the foreground; SIGTERM/SIGINT stop")
+    up.add_argument("--no-kubeconfig-merge", action="store_true", help="do not merge the context into ~/.kube/config")
+    up.set_defaults(fn=cmd_up)
+    down = add("down", "stop the cluster (data stays unless --purge)")
+    down.add_argument("--purge", action="store_true", help="also delete the data dir")
+    down.set_defaults(fn=cmd_down)
+    status = add("status", "show components, API address, store and object counts")
+    status.set_defaults(fn=cmd_status)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = build_parser().parse_args(argv)
+    sys.exit(a.fn(a))

@@ -1,0 +1,37 @@
+"""The one client interface components program against.
+
+Two transports implement it: :class:`~tinykube.client.local.LocalClient` calls the
+API server's registry in-process (same admission path as HTTP, no sockets), and
+:class:`~tinykube.client.http.HttpClient` speaks HTTPS to a remote API server.
+Controllers, the scheduler and agents take a ``Client`` and never touch the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+from ..api.resources import Resource
+
+Obj = dict[str, Any]
+
+
+class Client(Protocol):
+    async def get(self, res: Resource, ns: str | None, name: str) -> Obj: ...
+
+    async def list(self, res: Resource, ns: str | None = None, label_selector: str = "",
+                   field_selector: str = "") -> tuple[list[Obj], str]: ...
+
+    async def create(self, res: Resource, ns: str | None, obj: Obj) -> Obj: ...
+
+    async def update(self, res: Resource, ns: str | None, obj: Obj, subresource: str = "") -> Obj: ...
+
+    async def patch(self, res: Resource, ns: str | None, name: str, body: Any, patch_type: str = "merge",
+                    subresource: str = "") -> Obj: ...
+
+    async def delete(self, res: Resource, ns: str | None, name: str, propagation: str | None = None,
+                     grace_period: int | None = None) -> None: ...
+
+    async def delete_collection(self, res: Resource, ns: str | None, label_selector: str = "") -> None: ...
+
+    def watch(self, res: Resource, ns: str | None, resource_version: str) -> AsyncIterator[tuple[str, Obj]]: ...

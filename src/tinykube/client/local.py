@@ -1,0 +1,71 @@
+"""In-process transport: calls the registry directly (same admission path as HTTP)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from ..api import errors
+from ..api.resources import Resource
+from ..apiserver.registry import PATCH_JSON, PATCH_MERGE, PATCH_STRATEGIC, Options, Registry
+from .base import Obj
+
+_PATCH_CT = {"merge": PATCH_MERGE, "json": PATCH_JSON, "strategic": PATCH_STRATEGIC}
+
+
+class LocalClient:
+    def __init__(self, registry: Registry, manager: str = "tinykube") -> None:
+        self.registry = registry
+        self.manager = manager
+
+    def _opts(self) -> Options:
+        return Options(field_validation="Ignore", field_manager=self.manager, user_agent=self.manager)
+
+    async def get(self, res: Resource, ns: str | None, name: str) -> Obj:
+        obj, raw = self.registry.get(res, ns, name)
+        return orjson.loads(raw) if raw is not None else obj
+
+    async def list(self, res: Resource, ns: str | None = None, label_selector: str = "",
+                   field_selector: str = "") -> tuple[list[Obj], str]:
+        items, meta = self.registry.list(res, ns, label_selector, field_selector)
+        return [orjson.loads(raw) if raw is not None else o for o, raw in items], str(meta["resourceVersion"])
+
+    async def create(self, res: Resource, ns: str | None, obj: Obj) -> Obj:
+        r = await self.registry.create(res, ns, obj, self._opts())
+        return dict(r.obj)
+
+    async def update(self, res: Resource, ns: str | None, obj: Obj, subresource: str = "") -> Obj:
+        r = await self.registry.update(res, ns, obj["metadata"]["name"], obj, self._opts(), subresource)
+        return dict(r.obj)
+
+    async def patch(self, res: Resource, ns: str | None, name: str, body: Any, patch_type: str = "merge",
+                    subresource: str = "") -> Obj:
+        r = await self.registry.patch(res, ns, name, _PATCH_CT[patch_type], orjson.dumps(body), self._opts(), subresource)
+        return dict(r.obj)
+
+    async def delete(self, res: Resource, ns: str | None, name: str, propagation: str | None = None,
+                     grace_period: int | None = None) -> None:
+        opts: dict[str, Any] = {}
+        if propagation:
+            opts["propagationPolicy"] = propagation
+        if grace_period is not None:
+            opts["gracePeriodSeconds"] = grace_period
+        await self.registry.delete(res, ns, name, opts)
+
+    async def delete_collection(self, res: Resource, ns: str | None, label_selector: str = "") -> None:
+        await self.registry.delete_collection(res, ns, label_selector, "", {"propagationPolicy": "Background"})
+
+    async def watch(self, res: Resource, ns: str | None, resource_version: str) -> AsyncIterator[tuple[str, Obj]]:
+        w, initial = self.registry.watch(res, ns, resource_version)
+        try:
+            for e in initial:
+                yield "ADDED", self.registry._to_external(res, e)[0]
+            while True:
+                ev = await w.next()
+                if ev is None:
+                    raise errors.gone("watch closed")
+                yield ev.type, self.registry._to_external(res, ev.entry)[0]
+        finally:
+            w.close()

@@ -1,0 +1,232 @@
+"""Assembly of one cluster's control plane in one asyncio process.
+
+``run_server`` opens the store in the data dir, bootstraps the built-in objects,
+starts the in-process controllers over the local client, serves the API over
+TLS with uvicorn, and writes what the CLI and users need to find it:
+
+* ``DIR/server.json`` — pid, API URL, port, store path, start time (written
+  once the socket listens, removed on clean exit);
+* ``DIR/kubeconfig`` — context ``tinykube`` with the cluster's CA and token.
+
+SIGTERM/SIGINT stop everything cleanly: the HTTP server stops accepting,
+watches end, controllers stop, the store checkpoints and closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import logging
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..apiserver.http import ApiServer
+from ..apiserver.registry import Registry
+from ..client.local import LocalClient
+from ..controllers.namespace.controller import NamespaceController
+from ..store.crypto import Encryptor
+from ..store.sqlite import SqliteBackend
+from ..store.store import Store
+from . import pki
+
+log = logging.getLogger("tinykube.server")
+
+STORE_FILE = "state.db"
+KEY_FILE = "secrets.key"
+STATE_FILE = "server.json"
+KUBECONFIG = "kubeconfig"
+BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+@dataclass
+class Config:
+    data_dir: Path
+    port: int = 6443
+    bind: str = "127.0.0.1"
+    compact_interval: float = 300.0
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind the API socket: the requested port, or a free one when it is 0 or (for the default) taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as ex:
+        if ex.errno != errno.EADDRINUSE or port != 6443:
+            sock.close()
+            raise
+        sock.bind((host, 0))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def open_store(data_dir: Path) -> Store:
+    backend = SqliteBackend(data_dir / STORE_FILE)
+    return Store(backend, Encryptor.from_file(data_dir / KEY_FILE))
+
+
+async def bootstrap(registry: Registry, api_port: int) -> None:
+    for ns in BUILTIN_NAMESPACES:
+        await registry.ensure("namespaces", "", None, {"metadata": {"name": ns}})
+    await registry.ensure("services", "", "default", {
+        "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.1", "sessionAffinity": "None",
+                 "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": api_port}]},
+    })
+
+
+def write_state(data_dir: Path, info: dict[str, Any]) -> None:
+    tmp = data_dir / (STATE_FILE + ".tmp")
+    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(info, f)
+    os.replace(tmp, data_dir / STATE_FILE)
+
+
+def read_state(data_dir: Path) -> dict[str, Any] | None:
+    try:
+        data: dict[str, Any] = json.loads((data_dir / STATE_FILE).read_text())
+        return data
+    except (OSError, ValueError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0); treat it as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][:1] != "Z"
+    except OSError:
+        return True
+
+
+async def _compactor(store: Store, interval: float) -> None:
+    """Every interval, forget history older than the revision current one interval ago (as kube-apiserver does)."""
+    prev = store.rev
+    while True:
+        await asyncio.sleep(interval)
+        with contextlib.suppress(Exception):
+            store.compact(prev)
+        prev = store.rev
+
+
+async def run_server(cfg: Config, ready_fd: int | None = None, on_ready: Any = None) -> None:
+    import uvicorn
+
+    t0 = time.monotonic()
+    data_dir = cfg.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    sock = bind_socket(cfg.bind, cfg.port)
+    port = sock.getsockname()[1]
+    host_for_url = cfg.bind if cfg.bind not in ("0.0.0.0", "::") else "127.0.0.1"
+    hosts = [cfg.bind] if cfg.bind not in ("0.0.0.0", "::", "127.0.0.1", "localhost") else []
+    if cfg.bind in ("0.0.0.0", "::"):
+        with contextlib.suppress(OSError):
+            hosts.append(socket.gethostbyname(socket.gethostname()))
+    p = pki.ensure_pki(data_dir, hosts)
+    store = open_store(data_dir)
+    registry = Registry(store)
+    await bootstrap(registry, port)
+    url_host = f"[{host_for_url}]" if ":" in host_for_url else host_for_url
+    url = f"https://{url_host}:{port}"
+    app = ApiServer(registry, p.token, f"{host_for_url}:{port}")
+    client = LocalClient(registry, "tinykube-controller-manager")
+    nsc = NamespaceController(client, p.ca_pem.decode())
+    await nsc.start()
+    compactor = asyncio.create_task(_compactor(store, cfg.compact_interval))
+
+    config = uvicorn.Config(app, ssl_certfile=str(p.server_crt), ssl_keyfile=str(p.server_key), lifespan="off",
+                            log_level="warning", access_log=False, http="httptools", loop="none",
+                            timeout_keep_alive=120, timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    from ..cli.kubeconfig import write_kubeconfig
+
+    write_kubeconfig(data_dir / KUBECONFIG, url, p.ca_pem, p.token)
+    serve = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started and not serve.done():
+        await asyncio.sleep(0.002)
+    if serve.done():
+        serve.result()
+    write_state(data_dir, {"pid": os.getpid(), "url": url, "port": port, "bind": cfg.bind,
+                           "store": str(data_dir / STORE_FILE), "started": time.time(),
+                           "startup_seconds": round(time.monotonic() - t0, 4),
+                           "store_load_seconds": round(store.load_seconds, 4)})
+    if ready_fd is not None:
+        with contextlib.suppress(OSError):
+            os.write(ready_fd, b"ready\n")
+            os.close(ready_fd)
+    if on_ready is not None:
+        on_ready(url)
+    log.info("tinykube API serving at %s (started in %.3fs)", url, time.monotonic() - t0)
+    # Warm the OpenAPI documents in the background: kubectl asks for them on first use.
+    loop.run_in_executor(None, _warm_openapi)
+    stop_wait = asyncio.create_task(stop.wait())
+    await asyncio.wait([serve, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+    server.should_exit = True
+    # End open watches so uvicorn's graceful shutdown does not wait for them.
+    for ws in list(store._watchers.values()):
+        for w in list(ws):
+            w.close()
+    with contextlib.suppress(BaseException):
+        await asyncio.wait_for(serve, 5)
+    compactor.cancel()
+    await nsc.stop()
+    store.close()
+    with contextlib.suppress(OSError):
+        (data_dir / STATE_FILE).unlink()
+
+
+def _warm_openapi() -> None:
+    with contextlib.suppress(Exception):
+        from ..api import openapi
+
+        openapi.openapi_v3_index()
+        openapi.openapi_v3_doc("apis/apps/v1")
+        openapi.openapi_v3_doc("api/v1")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the server process (``python -m tinykube.server``)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="tinykube-server")
+    ap.add_argument("--data-dir", required=True)
+    ap.add_argument("--port", type=int, default=6443)
+    ap.add_argument("--bind", default="127.0.0.1")
+    ap.add_argument("--ready-fd", type=int, default=None)
+    ap.add_argument("--compact-interval", type=float,
+                    default=float(os.environ.get("TINYKUBE_COMPACT_INTERVAL", "300")))
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("TINYKUBE_LOG", "INFO").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = Config(Path(a.data_dir).resolve(), a.port, a.bind, a.compact_interval)
+    try:
+        import uvloop
+
+        uvloop.run(run_server(cfg, a.ready_fd))
+    except ImportError:
+        asyncio.run(run_server(cfg, a.ready_fd))
+

@@ -1,0 +1,122 @@
+"""End-to-end fixtures: real clusters started with ``tinykube up`` in temporary data dirs, driven by the real kubectl.
+
+Each cluster gets its own data dir, port (``--port 0``) and HOME (so kubectl's
+discovery cache and the user's kubeconfig are never shared or touched). Teardown
+runs ``tinykube down`` and checks the server process is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+KUBECTL = shutil.which("kubectl")
+
+
+def _require_kubectl() -> str:
+    if KUBECTL is None:
+        pytest.fail("kubectl (v1.32) is required on PATH for end-to-end tests")
+    return KUBECTL
+
+
+@dataclass
+class Cluster:
+    data_dir: Path
+    home: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.data_dir / "kubeconfig"
+
+    @property
+    def state(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.data_dir / "server.json").read_text())
+        return data
+
+    def tinykube(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "tinykube.cli", *args]
+        p = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=timeout)
+        if check and p.returncode != 0:
+            raise AssertionError(f"tinykube {' '.join(args)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+        return p
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        e = dict(self.env)
+        if env:
+            e.update(env)
+        p = subprocess.run([_require_kubectl(), *args], env=e, capture_output=True, text=True, input=input,
+                           timeout=timeout)
+        if check and p.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+        return p
+
+    def kjson(self, *args: str) -> Any:
+        return json.loads(self.kubectl(*args, "-o", "json").stdout)
+
+    def up(self, *extra: str) -> subprocess.CompletedProcess[str]:
+        return self.tinykube("up", "--data-dir", str(self.data_dir), "--port", "0", *extra)
+
+    def down(self, *extra: str) -> subprocess.CompletedProcess[str]:
+        return self.tinykube("down", "--data-dir", str(self.data_dir), *extra)
+
+    def pid(self) -> int:
+        return int(self.state["pid"])
+
+
+def new_cluster(tmp: Path) -> Cluster:
+    home = tmp / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    data = tmp / "data"
+    env = dict(os.environ)
+    env.update({"HOME": str(home), "KUBECONFIG": str(data / "kubeconfig"), "TINYKUBE_HOME": str(data),
+                "NO_PROXY": "*", "no_proxy": "*"})
+    env.pop("HTTPS_PROXY", None)
+    env.pop("https_proxy", None)
+    return Cluster(data, home, env)
+
+
+def stop(c: Cluster) -> None:
+    pid = None
+    try:
+        pid = c.pid()
+    except (OSError, ValueError, KeyError):
+        pass
+    c.down()
+    if pid is not None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.05)
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(") ")[1][:1], \
+            "server still running after down"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    _require_kubectl()
+    c = new_cluster(tmp_path_factory.mktemp("cluster"))
+    c.up("--no-kubeconfig-merge")
+    yield c
+    stop(c)
+
+
+@pytest.fixture
+def fresh_cluster(tmp_path: Path) -> Iterator[Cluster]:
+    _require_kubectl()
+    c = new_cluster(tmp_path)
+    yield c
+    try:
+        stop(c)
+    except AssertionError:
+        raise
