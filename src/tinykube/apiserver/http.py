@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, unquote
 
 import orjson
 
-from ..api import errors, selectors
+from ..api import errors, protobuf, selectors
 from ..api.resources import Resource, lookup
 from ..store.store import DELETED, Entry, Event
 from ..api import openapi
@@ -271,6 +271,8 @@ class ApiServer:
                 return yaml.load(req.body, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
             except yaml.YAMLError as ex:
                 raise errors.bad_request(f"error converting YAML to JSON: {ex}") from None
+        if protobuf.is_protobuf(ct):
+            return protobuf.decode(req.body)
         if ct not in ("", "application/json", "*/*"):
             raise errors.unsupported_media_type(ct)
         try:
@@ -301,7 +303,7 @@ class ApiServer:
             if m == "DELETE":
                 if "deletecollection" not in res.verbs:
                     raise errors.method_not_allowed()
-                opts = orjson.loads(req.body) if req.body else {}
+                opts = self._decode(req) if req.body else {}
                 opts = self._delete_options(req, opts)
                 out = await reg.delete_collection(res, ns, req.query.get("labelSelector", ""),
                                                   req.query.get("fieldSelector", ""), opts, req.options().dry_run)
@@ -332,11 +334,7 @@ class ApiServer:
             r = await reg.patch(res, ns, name, req.content_type, req.body, req.options(), sub)
             return await self._respond_obj(req, send, res, r.code, r.obj, r.raw, r.warnings)
         if m == "DELETE" and not sub:
-            try:
-                opts = orjson.loads(req.body) if req.body else {}
-            except orjson.JSONDecodeError:
-                raise errors.bad_request("DeleteOptions: invalid JSON") from None
-            opts = self._delete_options(req, opts)
+            opts = self._delete_options(req, self._decode(req) if req.body else {})
             r = await reg.delete(res, ns, name, opts, req.options().dry_run)
             return await self._respond_obj(req, send, res, r.code, r.obj, r.raw)
         raise errors.method_not_allowed()

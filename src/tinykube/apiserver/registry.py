@@ -317,12 +317,12 @@ class Registry:
         self._check_namespace(res, ns, creating=True)
         self._prepare_create(res, obj)
         defaults.apply_defaults(res, obj)
-        self._validate(res, obj, None)
-        name = md["name"]
-        key = res.key(ns, name)
-        if self.store.get(key) is not None:
+        name = md.get("name")
+        key = res.key(ns, name) if isinstance(name, str) and name else ""
+        if key and self.store.get(key) is not None:
             raise errors.already_exists(res.plural, name, res.group)
         self._allocate(res, obj, None)
+        self._validate(res, obj, None)
         mgr = _manager(opts)
         obj = patch.update_managed_fields(None, obj, mgr, "Update", res.group, res.version, res.kind, now_rfc3339()) \
             if not md.get("managedFields") else obj
@@ -393,13 +393,13 @@ class Registry:
                 if not isinstance(p, dict):
                     continue
                 np_ = p.get("nodePort")
-                if np_:
+                if isinstance(np_, int) and np_:
                     if np_ in used_ports or np_ in mine:
                         raise errors.invalid(res.kind, obj["metadata"].get("name", ""), [
                             errors.invalid_value(f"spec.ports[{i}].nodePort", np_, "provided port is already allocated")])
                     mine.add(np_)
             for p in spec.get("ports") or []:
-                if isinstance(p, dict) and not p.get("nodePort"):
+                if isinstance(p, dict) and not isinstance(p.get("nodePort"), int) or isinstance(p, dict) and not p["nodePort"]:
                     prev = old_ports.get((p.get("port"), p.get("protocol", "TCP")))
                     if prev and prev not in used_ports and prev not in mine:
                         p["nodePort"] = prev
@@ -462,8 +462,8 @@ class Registry:
             if errs:
                 raise errors.invalid(res.kind, name, errs, res.group)
         else:
-            self._validate(res, new, old)
             self._allocate(res, new, old)
+            self._validate(res, new, old)
         if managed:
             new = patch.update_managed_fields(old, new, _manager(opts), operation, res.group, res.version, res.kind,
                                               now_rfc3339())

@@ -152,7 +152,7 @@ async def run_server(cfg: Config, ready_fd: int | None = None, on_ready: Any = N
     await nsc.start()
     compactor = asyncio.create_task(_compactor(store, cfg.compact_interval))
 
-    config = uvicorn.Config(app, ssl_certfile=str(p.server_crt), ssl_keyfile=str(p.server_key), lifespan="off",
+    config = uvicorn.Config(app, ssl_certfile=str(p.cert_path), ssl_keyfile=str(p.key_path), lifespan="off",
                             log_level="warning", access_log=False, http="httptools", loop="none",
                             timeout_keep_alive=120, timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
