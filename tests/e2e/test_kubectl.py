@@ -89,7 +89,7 @@ def test_server_side_apply(cluster: Cluster, tmp_path: Path) -> None:
     assert "serverside-applied" in out
     f.write_text(m.replace("replicas: 4", "replicas: 2"))
     cluster.kubectl("apply", "--server-side", "-f", str(f))
-    d = cluster.kjson("get", "deploy", "storefront-ssa")
+    d = cluster.kjson("get", "deploy", "storefront-ssa", "--show-managed-fields")
     assert d["spec"]["replicas"] == 2
     managers = {e["manager"]: e["operation"] for e in d["metadata"]["managedFields"]}
     assert managers.get("kubectl") == "Apply"
@@ -223,7 +223,7 @@ def test_strict_validation_and_invalid(cluster: Cluster, tmp_path: Path) -> None
 
 def test_unauthorized_without_token(cluster: Cluster) -> None:
     url = cluster.state["url"]
-    p = subprocess.run(["kubectl", "--server", url, "--insecure-skip-tls-verify", "--token", "", "get", "ns",
+    p = subprocess.run(["kubectl", "--server", url, "--insecure-skip-tls-verify", "--token", "not-the-token", "get", "ns",
                         "--kubeconfig", "/dev/null"], capture_output=True, text=True, env=cluster.env, timeout=30)
     assert p.returncode != 0 and ("Unauthorized" in p.stderr or "provide credentials" in p.stderr)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..api import errors
 
-SERVICE_CIDR = ipaddress.ip_network("10.96.0.0/16")
+SERVICE_CIDR = ipaddress.IPv4Network("10.96.0.0/16")
 NODE_PORT_RANGE = (30000, 32767)
 
 

@@ -26,10 +26,9 @@ from urllib.parse import parse_qs, unquote
 
 import orjson
 
-from ..api import errors, protobuf, selectors
+from ..api import errors, openapi, protobuf, selectors
 from ..api.resources import Resource, lookup
 from ..store.store import DELETED, Entry, Event
-from ..api import openapi
 from . import discovery, tables
 from .registry import Options, Registry
 
@@ -212,7 +211,7 @@ class ApiServer:
             raise self._path_not_found()
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else ""
-        if sub and sub not in discovery.SERVED_SUBRESOURCES or (sub and sub not in res.subresources):
+        if (sub and sub not in discovery.SERVED_SUBRESOURCES) or (sub and sub not in res.subresources):
             raise self._path_not_found()
         if ns is not None and not res.namespaced:
             raise self._path_not_found()
@@ -268,7 +267,7 @@ class ApiServer:
             import yaml
 
             try:
-                return yaml.load(req.body, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
+                return yaml.load(req.body, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
             except yaml.YAMLError as ex:
                 raise errors.bad_request(f"error converting YAML to JSON: {ex}") from None
         if protobuf.is_protobuf(ct):

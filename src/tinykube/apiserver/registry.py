@@ -15,6 +15,7 @@ changes, return the deleted object, may be created by PUT, ...).
 from __future__ import annotations
 
 import base64
+import builtins
 import secrets as pysecrets
 import time
 import uuid
@@ -235,7 +236,7 @@ class Registry:
                     "new list without the continue parameter.")
         items: list[tuple[dict[str, Any], bytes | None]] = []
         name_only = fsel.exact_name() if fsel is not None else None
-        if name_only is not None and ns and sres.namespaced or (name_only is not None and not sres.namespaced):
+        if (name_only is not None and ns and sres.namespaced) or (name_only is not None and not sres.namespaced):
             e = self.store.get(sres.key(ns, name_only))
             candidates = [(sres.key(ns, name_only), e)] if e is not None else []
             it: Any = iter(candidates)
@@ -268,7 +269,7 @@ class Registry:
         rest = sum(1 for _ in self.store.list(prefix, last_key))
         return n - rest
 
-    def watch(self, res: Resource, ns: str | None, resource_version: str) -> tuple[Watch, list[Entry]]:
+    def watch(self, res: Resource, ns: str | None, resource_version: str) -> tuple[Watch, builtins.list[Entry]]:
         """A store watch for this resource plus the synthetic initial state, when asked for one.
 
         ``resource_version`` "" or "0": initial ADDED events for every existing object, then live;
@@ -276,7 +277,7 @@ class Registry:
         """
         sres = self._storage_res(res)
         prefix = sres.prefix(ns)
-        initial: list[Entry] = []
+        initial: builtins.list[Entry] = []
         if resource_version in ("", "0"):
             initial = [e for _, e in self.store.list(prefix)]
             rev = self.store.rev
@@ -399,7 +400,7 @@ class Registry:
                             errors.invalid_value(f"spec.ports[{i}].nodePort", np_, "provided port is already allocated")])
                     mine.add(np_)
             for p in spec.get("ports") or []:
-                if isinstance(p, dict) and not isinstance(p.get("nodePort"), int) or isinstance(p, dict) and not p["nodePort"]:
+                if (isinstance(p, dict) and not isinstance(p.get("nodePort"), int)) or (isinstance(p, dict) and not p["nodePort"]):
                     prev = old_ports.get((p.get("port"), p.get("protocol", "TCP")))
                     if prev and prev not in used_ports and prev not in mine:
                         p["nodePort"] = prev
@@ -625,7 +626,7 @@ class Registry:
             raise errors.bad_request("PATCH, application/apply-patch+yaml requests must include the fieldManager query parameter")
         try:
             loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-            doc = yaml.load(body, Loader=loader)  # noqa: S506 - safe loader
+            doc = yaml.load(body, Loader=loader)
         except yaml.YAMLError as ex:
             raise errors.bad_request(f"error decoding YAML: {ex}") from None
         applied = self._decode_body(res, doc)
@@ -745,7 +746,7 @@ class Registry:
 
     async def delete_collection(self, res: Resource, ns: str | None, label_selector: str, field_selector: str,
                                 options: dict[str, Any] | None, dry_run: bool = False) -> dict[str, Any]:
-        items, meta = self.list(res, ns, label_selector, field_selector)
+        items, _meta = self.list(res, ns, label_selector, field_selector)
         deleted = []
         for obj, _ in items:
             md = obj.get("metadata") or {}

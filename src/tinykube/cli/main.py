@@ -52,7 +52,7 @@ def running_pid(data_dir: Path) -> tuple[int, dict[str, object]] | None:
     st = read_state(data_dir)
     if not st:
         return None
-    pid = int(st.get("pid", 0))  # type: ignore[call-overload]
+    pid = int(str(st.get("pid", 0)))
     if pid and pid_alive(pid) and _our_server(pid, data_dir):
         return pid, st
     return None
@@ -100,7 +100,7 @@ def cmd_up(a: argparse.Namespace) -> int:
         return 0
     r, w = os.pipe()
     log_path = data_dir / "server.log"
-    logf = open(log_path, "ab")  # noqa: SIM115 - handed to the child
+    logf = open(log_path, "ab")
     cmd = [sys.executable, "-m", "tinykube.server", "--data-dir", str(data_dir), "--port", str(a.port),
            "--bind", a.bind, "--ready-fd", str(w)]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, pass_fds=(w,),

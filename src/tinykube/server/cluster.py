@@ -156,7 +156,8 @@ async def run_server(cfg: Config, ready_fd: int | None = None, on_ready: Any = N
                             log_level="warning", access_log=False, http="httptools", loop="none",
                             timeout_keep_alive=120, timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    # Our own handlers (below) stop the server; uvicorn must not capture and re-raise the signals.
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
