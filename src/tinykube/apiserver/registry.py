@@ -261,13 +261,8 @@ class Registry:
             tok = {"v": "meta.k8s.io/v1", "rv": list_rev, "start": last_key}
             meta["continue"] = base64.urlsafe_b64encode(orjson.dumps(tok)).decode().rstrip("=")
             if lsel is None and fsel is None:
-                meta["remainingItemCount"] = self.store.count(prefix) - self._count_through(prefix, last_key)
+                meta["remainingItemCount"] = self.store.count_after(prefix, last_key)
         return items, meta
-
-    def _count_through(self, prefix: str, last_key: str) -> int:
-        n = self.store.count(prefix)
-        rest = sum(1 for _ in self.store.list(prefix, last_key))
-        return n - rest
 
     def watch(self, res: Resource, ns: str | None, resource_version: str) -> tuple[Watch, builtins.list[Entry]]:
         """A store watch for this resource plus the synthetic initial state, when asked for one.

@@ -37,13 +37,23 @@ def _data_dir(a: argparse.Namespace) -> Path:
 
 
 def _our_server(pid: int, data_dir: Path) -> bool:
-    """Is pid a tinykube server for this data dir (not a recycled PID)?"""
+    """Is pid a tinykube server for this data dir (not a recycled PID)? It must hold this data dir's store open."""
     try:
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    args = [c.decode(errors="replace") for c in cmd]
-    return "tinykube.server" in args and str(data_dir) in args
+    if b"tinykube" not in cmd:
+        return False
+    store = str(data_dir / "state.db")
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                if os.readlink(fd) == store:
+                    return True
+    except OSError:
+        # Not allowed to look (another user's process): fall back to the command line.
+        return str(data_dir).encode() in cmd
+    return False
 
 
 def running_pid(data_dir: Path) -> tuple[int, dict[str, object]] | None:

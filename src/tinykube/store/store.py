@@ -173,6 +173,11 @@ class Store:
         for key in self._data.irange(lo, end, inclusive=inclusive):
             yield key, self._data[key]
 
+    def count_after(self, prefix: str, key: str) -> int:
+        """How many live keys under prefix sort after key."""
+        end = prefix + "\U0010ffff"
+        return int(self._data.bisect_left(end) - self._data.bisect_right(key))
+
     def count(self, prefix: str) -> int:
         end = prefix + "\U0010ffff"
         lo = self._data.bisect_left(prefix)
