@@ -912,7 +912,9 @@ def validate_object_meta_update(v: _V, meta: Obj, old_meta: Obj, path: str = "me
         _immutable(
             v,
             meta.get(key),
-            old_meta[key] if old_meta.get(key) not in (None, "") else ("" if key in ("name", "namespace", "uid") else None),
+            old_meta[key]
+            if old_meta.get(key) not in (None, "")
+            else ("" if key in ("name", "namespace", "uid") else None),
             _child(path, key),
         )
     validate_labels(v, v.str_map(meta, "labels", path), _child(path, "labels"))

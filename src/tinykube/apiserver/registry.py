@@ -312,7 +312,7 @@ class Registry:
             md["name"] = md["generateName"] + random_suffix()
         self._check_namespace(res, ns, creating=True)
         self._prepare_create(res, obj)
-        defaults.apply_defaults(res, obj)
+        defaults.apply_defaults(res, obj, creating=True)
         name = md.get("name")
         key = res.key(ns, name) if isinstance(name, str) and name else ""
         if key and self.store.get(key) is not None:

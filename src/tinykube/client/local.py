@@ -15,6 +15,12 @@ from .base import Obj
 _PATCH_CT = {"merge": PATCH_MERGE, "json": PATCH_JSON, "strategic": PATCH_STRATEGIC}
 
 
+def _own(obj: dict[str, Any], raw: bytes | None) -> Obj:
+    """A private copy: callers may mutate what they get without touching the store's cache."""
+    result: Obj = orjson.loads(raw if raw is not None else orjson.dumps(obj))
+    return result
+
+
 class LocalClient:
     def __init__(self, registry: Registry, manager: str = "tinykube") -> None:
         self.registry = registry
@@ -25,25 +31,25 @@ class LocalClient:
 
     async def get(self, res: Resource, ns: str | None, name: str) -> Obj:
         obj, raw = self.registry.get(res, ns, name)
-        return orjson.loads(raw) if raw is not None else obj
+        return _own(obj, raw)
 
     async def list(self, res: Resource, ns: str | None = None, label_selector: str = "",
                    field_selector: str = "") -> tuple[list[Obj], str]:
         items, meta = self.registry.list(res, ns, label_selector, field_selector)
-        return [orjson.loads(raw) if raw is not None else o for o, raw in items], str(meta["resourceVersion"])
+        return [_own(o, raw) for o, raw in items], str(meta["resourceVersion"])
 
     async def create(self, res: Resource, ns: str | None, obj: Obj) -> Obj:
         r = await self.registry.create(res, ns, obj, self._opts())
-        return dict(r.obj)
+        return _own(r.obj, r.raw)
 
     async def update(self, res: Resource, ns: str | None, obj: Obj, subresource: str = "") -> Obj:
         r = await self.registry.update(res, ns, obj["metadata"]["name"], obj, self._opts(), subresource)
-        return dict(r.obj)
+        return _own(r.obj, r.raw)
 
     async def patch(self, res: Resource, ns: str | None, name: str, body: Any, patch_type: str = "merge",
                     subresource: str = "") -> Obj:
         r = await self.registry.patch(res, ns, name, _PATCH_CT[patch_type], orjson.dumps(body), self._opts(), subresource)
-        return dict(r.obj)
+        return _own(r.obj, r.raw)
 
     async def delete(self, res: Resource, ns: str | None, name: str, propagation: str | None = None,
                      grace_period: int | None = None) -> None:
@@ -61,11 +67,11 @@ class LocalClient:
         w, initial = self.registry.watch(res, ns, resource_version)
         try:
             for e in initial:
-                yield "ADDED", self.registry._to_external(res, e)[0]
+                yield "ADDED", _own(*self.registry._to_external(res, e))
             while True:
                 ev = await w.next()
                 if ev is None:
                     raise errors.gone("watch closed")
-                yield ev.type, self.registry._to_external(res, ev.entry)[0]
+                yield ev.type, _own(*self.registry._to_external(res, ev.entry))
         finally:
             w.close()
