@@ -38,7 +38,7 @@ async def env(tmp_path: Path) -> Any:
 
 
 async def test_create_sets_metadata_and_defaults(env: Any) -> None:
-    reg, c = env
+    reg, c = env  # noqa: RUF059
     d = await c.create(DEPLOY, "default", deployment("web"))
     md = d["metadata"]
     assert md["uid"] and md["creationTimestamp"].endswith("Z") and md["generation"] == 1
@@ -54,7 +54,7 @@ async def test_create_sets_metadata_and_defaults(env: Any) -> None:
 
 
 async def test_generate_name_and_dry_run(env: Any) -> None:
-    reg, c = env
+    reg, c = env  # noqa: RUF059
     r = await reg.create(CMS, "default", {"metadata": {"generateName": "cfg-"}}, Options())
     assert r.obj["metadata"]["name"].startswith("cfg-") and len(r.obj["metadata"]["name"]) == 9
     before = reg.store.rev
@@ -63,7 +63,7 @@ async def test_generate_name_and_dry_run(env: Any) -> None:
 
 
 async def test_generation_only_on_spec_change_and_status_split(env: Any) -> None:
-    reg, c = env
+    reg, c = env  # noqa: RUF059
     d = await c.create(DEPLOY, "default", deployment("gen"))
     d["metadata"]["labels"] = {"x": "y"}
     d = await c.update(DEPLOY, "default", d)
@@ -79,7 +79,7 @@ async def test_generation_only_on_spec_change_and_status_split(env: Any) -> None
 
 
 async def test_stale_update_conflicts_and_noop_keeps_revision(env: Any) -> None:
-    reg, c = env
+    reg, c = env  # noqa: RUF059
     cm = await c.create(CMS, "default", {"metadata": {"name": "cm"}, "data": {"a": "1"}})
     same = await c.update(CMS, "default", cm)
     assert same["metadata"]["resourceVersion"] == cm["metadata"]["resourceVersion"]
@@ -146,7 +146,7 @@ async def test_finalizers_and_foreground(env: Any) -> None:
 
 
 async def test_services_get_cluster_ips_and_node_ports(env: Any) -> None:
-    reg, c = env
+    reg, c = env  # noqa: RUF059
     svc = {"metadata": {"name": "s1"}, "spec": {"type": "NodePort", "selector": {"app": "x"},
                                                 "ports": [{"port": 80, "targetPort": 8080}]}}
     s = await c.create(SVC, "default", svc)
