@@ -98,6 +98,10 @@ class Reporter:
     def header(self) -> None:
         mode = " (--quick smoke run: figures are not the real measurement)" if self.quick else ""
         print(f"== goal {self.goal}: {self.title}{mode}", flush=True)
+        self.info(f"machine: {os.cpu_count()} CPUs, load average {load_text()} at start")
+
+    def footer(self) -> None:
+        self.info(f"load average {load_text()} at end (other processes on this machine skew the figures)")
 
     def add(self, name: str, value: float, unit: str, limit: float | None = None, kind: str = "figure",
             note: str = "") -> Figure:
@@ -130,6 +134,13 @@ def _num(v: float) -> str:
     if abs(v) >= 10:
         return f"{v:.1f}"
     return f"{v:.3f}"
+
+
+def load_text() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:

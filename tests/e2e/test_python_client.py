@@ -61,7 +61,12 @@ def raises_api(status: int, fn: Callable[..., Any], *args: Any, **kwargs: Any) -
 
 
 def make_namespace(core: client.CoreV1Api, name: str) -> None:
+    """Create a namespace and wait for the controller's kube-root-ca.crt, so later watches see only our writes."""
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    deadline = time.monotonic() + 10
+    while not core.list_namespaced_config_map(name, field_selector="metadata.name=kube-root-ca.crt").items:
+        assert time.monotonic() < deadline, f"namespace {name} never got its kube-root-ca.crt"
+        time.sleep(0.02)
 
 
 def deployment(name: str, replicas: int, image: str = "nginx:1.27") -> client.V1Deployment:

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import base64
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ..fileutil import write_private
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -72,18 +73,7 @@ def _write_atomic(path: Path, doc: dict[str, Any]) -> None:
     path = _real_path(path)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     text = yaml.dump(doc, Dumper=_Dumper, default_flow_style=False, sort_keys=False)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)  # mode 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    write_private(path, text)
 
 
 def _load(path: Path) -> dict[str, Any] | None:

@@ -31,6 +31,7 @@ from ..apiserver.http import ApiServer
 from ..apiserver.registry import Registry
 from ..client.local import LocalClient
 from ..controllers.namespace.controller import NamespaceController
+from ..fileutil import write_private
 from ..store.crypto import Encryptor
 from ..store.sqlite import SqliteBackend
 from ..store.store import Store
@@ -86,11 +87,7 @@ async def bootstrap(registry: Registry, api_port: int) -> None:
 
 
 def write_state(data_dir: Path, info: dict[str, Any]) -> None:
-    tmp = data_dir / (STATE_FILE + ".tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(info, f)
-    os.replace(tmp, data_dir / STATE_FILE)
+    write_private(data_dir / STATE_FILE, json.dumps(info))
 
 
 def read_state(data_dir: Path) -> dict[str, Any] | None:

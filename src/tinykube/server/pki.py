@@ -29,9 +29,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import ipaddress
-import os
 import secrets
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +38,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from ..fileutil import write_private
 
 CA_CERT = "ca.crt"
 CA_KEY = "ca.key"
@@ -76,22 +76,6 @@ class Pki:
     token_path: Path
     ca_pem: bytes
     token: str
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Atomically replace ``path`` with ``data``, mode 0600 from the moment the file exists."""
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", dir=path.parent)  # mkstemp creates mode 0600
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _read(path: Path) -> bytes | None:
@@ -281,20 +265,20 @@ def ensure_pki(data_dir: Path, hosts: list[str] | None = None) -> Pki:
     ca = _load_pair(ca_cert_path, ca_key_path)
     if ca is None or not _ca_usable(ca[0]):
         ca = _new_ca()
-        _write_private(ca_key_path, _key_pem(ca[1]))
-        _write_private(ca_cert_path, ca[0].public_bytes(serialization.Encoding.PEM))
+        write_private(ca_key_path, _key_pem(ca[1]))
+        write_private(ca_cert_path, ca[0].public_bytes(serialization.Encoding.PEM))
     ca_cert, ca_key = ca
 
     server = _load_pair(cert_path, key_path)
     if server is None or not _server_cert_ok(server[0], ca_cert, names, ips):
         cert, key = _new_server_cert(ca_cert, ca_key, names, ips)
-        _write_private(key_path, _key_pem(key))
-        _write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+        write_private(key_path, _key_pem(key))
+        write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
 
     token = load_token(data_dir)
     if token is None:
         token = _new_token()
-        _write_private(token_path, (token + "\n").encode())
+        write_private(token_path, (token + "\n").encode())
 
     return Pki(
         data_dir=data_dir,

@@ -106,7 +106,7 @@ def test_parse_and_render(text: str, rendered: str) -> None:
             "a<-3",
             'unable to parse requirement: values[0][a]: Invalid value: "-3": a valid label must be an empty '
             "string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric "
-            "character (e.g. 'MyValue', or 'my_value', or '12345', regex used for validation is "
+            "character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is "
             "'(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
         ),
         (
@@ -124,18 +124,18 @@ def test_invalid_key_and_value_messages() -> None:
     assert _label_error("a@b=c") == (
         'unable to parse requirement: <nil>: Invalid value: "a@b": name part must consist of alphanumeric '
         "characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName', "
-        "or 'my.name', or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
+        " or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
     )
     assert _label_error("a=b@") == (
         'unable to parse requirement: values[0][a]: Invalid value: "b@": a valid label must be an empty string '
         "or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric "
-        "character (e.g. 'MyValue', or 'my_value', or '12345', regex used for validation is "
+        "character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is "
         "'(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
     )
     assert "a qualified name must consist of" in _label_error("a/b/c")
     assert "prefix part must be non-empty" in _label_error("/b")
     assert "prefix part a lowercase RFC 1123 subdomain" in _label_error("Foo.com/b")
-    assert "must be no more than 63 bytes" in _label_error("a=" + "x" * 64)
+    assert "must be no more than 63 characters" in _label_error("a=" + "x" * 64)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""Goal 2: single-object GET and PATCH p99 <= 10 ms at 500 req/s (Kubernetes' SLO is 1 s).
+
+An open-loop load generator: request i is due at ``start + i / rate`` whatever happened to the earlier
+ones, and its latency is measured from that scheduled time to the end of the response, so queueing
+(in the client's connection pool or in the server) counts. Requests go over a few keep-alive HTTPS
+connections (httpx on uvloop). PATCH is a JSON merge patch of one ConfigMap's ``data`` (a new value each
+time, so every PATCH is a real write). The baseline, measured in the same run with the same client, is
+``GET /healthz``: no store work, so its figures are the client + TLS + HTTP floor.
+
+Besides latency percentiles it prints the achieved rate, errors, how late the client itself dispatched
+requests (client lag: if that is high, the load generator is the bottleneck, not the server) and the
+server's CPU per request (from /proc/PID/stat).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from _common import Cluster, LoadResult, Reporter, Workspace, base_parser, percentile, run_async
+
+GOAL_P99_MS = 10.0
+NS = "bench"
+CM = "latency-target"
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def open_loop(send: Callable[[int], Awaitable[int]], rate: float, duration: float) -> LoadResult:
+    """Fire ``send(i)`` at a fixed rate for duration seconds; latency counted from each scheduled time."""
+    n = max(1, int(rate * duration))
+    res = LoadResult()
+    start = time.monotonic() + 0.01
+    res.first_sched = start
+    pending: set[asyncio.Task[None]] = set()
+
+    async def one(i: int, due: float) -> None:
+        res.lags.append(time.monotonic() - due)
+        try:
+            code = await send(i)
+        except Exception:
+            code = 0
+        done = time.monotonic()
+        res.statuses[code] = res.statuses.get(code, 0) + 1
+        if 200 <= code < 300:
+            res.latencies.append(done - due)
+        else:
+            res.errors += 1
+        res.last_done = max(res.last_done, done)
+
+    for i in range(n):
+        due = start + i / rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        t = asyncio.create_task(one(i, due))
+        pending.add(t)
+        t.add_done_callback(pending.discard)
+    while pending:
+        await asyncio.gather(*list(pending))
+    return res
+
+
+async def bench(c: Cluster, rate: float, duration: float, conns: int, rep: Reporter) -> None:
+    pid = c.pid
+    async with c.httpx_client(connections=conns) as client:
+        base = f"/api/v1/namespaces/{NS}"
+        r = await client.post("/api/v1/namespaces", json={"metadata": {"name": NS}})
+        assert r.status_code in (201, 409), r.text
+        cm = {"apiVersion": "v1", "kind": "ConfigMap",
+              "metadata": {"name": CM, "labels": {"app": "bench", "tier": "latency"}},
+              "data": {f"key{k}": "v" * 64 for k in range(4)} | {"counter": "0"}}
+        r = await client.post(f"{base}/configmaps", json=cm)
+        assert r.status_code == 201, r.text
+        patch_hdr = {"Content-Type": "application/merge-patch+json"}
+
+        async def healthz(i: int) -> int:
+            resp = await client.get("/healthz")
+            return resp.status_code
+
+        async def get(i: int) -> int:
+            resp = await client.get(f"{base}/configmaps/{CM}")
+            return resp.status_code
+
+        counter = iter(range(1, 10**9))
+
+        async def patch(i: int) -> int:
+            body = orjson.dumps({"data": {"counter": str(next(counter))}})
+            resp = await client.patch(f"{base}/configmaps/{CM}", content=body, headers=patch_hdr)
+            return resp.status_code
+
+        # Warm every connection and code path (not measured).
+        for fn in (healthz, get, patch):
+            await open_loop(fn, rate, min(1.0, duration))
+
+        results: dict[str, tuple[LoadResult, float, float]] = {}
+        for name, fn in (("GET /healthz (baseline)", healthz), ("GET configmap", get), ("PATCH configmap (merge)", patch)):
+            cpu0, cl0 = cpu_seconds(pid), time.process_time()
+            res = await open_loop(fn, rate, duration)
+            cpu1, cl1 = cpu_seconds(pid), time.process_time()
+            n = len(res.latencies) + res.errors
+            results[name] = (res, (cpu1 - cpu0) / max(n, 1), (cl1 - cl0) / max(n, 1))
+            await asyncio.sleep(0.5)
+        r = await client.get(f"{base}/configmaps/{CM}")
+        final = r.json()["data"]["counter"]
+
+    for name, (res, srv_cpu, cl_cpu) in results.items():
+        lat = res.latencies
+        goal = None if "baseline" in name else GOAL_P99_MS
+        kind = "baseline" if "baseline" in name else "figure"
+        p = {q: percentile(lat, q) * 1000 for q in (50, 90, 99)}
+        rep.add(f"{name}: p50", p[50], "ms", kind=kind if goal is None else "info")
+        rep.add(f"{name}: p90", p[90], "ms", kind=kind if goal is None else "info")
+        rep.add(f"{name}: p99", p[99], "ms", goal, kind=kind)
+        rep.add(f"{name}: max", max(lat) * 1000 if lat else float("nan"), "ms", kind="info")
+        rep.add(f"{name}: achieved rate (target {rate:.0f})", res.achieved_rate, "req/s", kind="info")
+        rep.add(f"{name}: errors (non-2xx)", res.errors, "req", 0 if goal is not None else None, kind="info")
+        rep.add(f"{name}: client dispatch lag p99", percentile(res.lags, 99) * 1000, "ms", kind="info")
+        rep.add(f"{name}: server CPU per request", srv_cpu * 1000, "ms", kind="info",
+                note=f"(client CPU {cl_cpu * 1000:.2f} ms/req; statuses {res.statuses})")
+    rep.info(f"configmap counter after the PATCH run: {final} (every PATCH wrote a new revision)")
+
+
+def main() -> int:
+    ap = base_parser(__doc__ or "")
+    ap.add_argument("--rate", type=float, default=500.0, help="requests per second (open loop)")
+    ap.add_argument("--duration", type=float, default=10.0, help="seconds per measured run")
+    ap.add_argument("--connections", type=int, default=4, help="keep-alive HTTPS connections")
+    a = ap.parse_args()
+    duration = 2.0 if a.quick else a.duration
+    rep = Reporter("2", f"single-object GET and PATCH at {a.rate:.0f} req/s (open loop)", a.quick)
+    rep.header()
+    rep.info(f"{duration:.0f} s per run, {a.connections} keep-alive connections, latency from scheduled send time")
+    with Workspace(a.keep) as ws:
+        c = ws.new_cluster("latency")
+        c.up()
+        run_async(bench(c, a.rate, duration, a.connections, rep))
+        c.down(purge=True)
+    rep.footer()
+    rep.write_json(a.json_out)
+    return 0
+
+
+def _unused(_: Any) -> None:  # pragma: no cover
+    pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
