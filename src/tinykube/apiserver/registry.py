@@ -30,6 +30,7 @@ from ..api.resources import Resource, by_kind, lookup
 from ..store.store import Compacted, Entry, KeyExists, KeyNotFound, RevisionConflict, Store, Watch
 from . import allocators, patch
 
+IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
 GENERATION_KINDS = {"Deployment", "ReplicaSet"}
 RETURN_DELETED_OBJECT = {"Pod", "Namespace", "Node", "Event"}
 CREATE_ON_UPDATE = {"Endpoints", "Lease", "Event", "EndpointSlice", "Node"}
@@ -662,6 +663,9 @@ class Registry:
             r = await self.delete(sres, ns, name, options, dry_run)
             return r
         options = options or {}
+        if res.kind == "Namespace" and name in IMMORTAL_NAMESPACES:
+            raise errors.ApiError(403, "Forbidden", f'namespaces "{name}" is forbidden: this namespace may not be deleted',
+                                  {"name": name, "kind": "namespaces"})
         key = res.key(ns, name)
         cur = self.store.get(key)
         if cur is None:

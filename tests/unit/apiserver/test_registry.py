@@ -180,3 +180,11 @@ async def test_list_selectors_and_pagination(env: Any) -> None:
     with pytest.raises(errors.ApiError) as ei:
         reg.list(CMS, "default", "", "", 2, "garbage!")
     assert ei.value.code == 400
+
+
+async def test_system_namespaces_cannot_be_deleted(env: Any) -> None:
+    reg, _ = env
+    for name in ("default", "kube-system", "kube-public"):
+        with pytest.raises(errors.ApiError) as ei:
+            await reg.delete(NS, None, name, {})
+        assert ei.value.code == 403 and "may not be deleted" in ei.value.message
