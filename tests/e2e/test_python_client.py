@@ -7,6 +7,7 @@ compaction), the API's error statuses, and optimistic concurrency under contenti
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import queue
 import random
@@ -27,11 +28,21 @@ from .conftest import Cluster
 REQUEST_TIMEOUT = 15
 
 
-def api_client(c: Cluster, kubeconfig: Path | None = None) -> client.ApiClient:
-    """A private ApiClient for the cluster (never the process-wide default configuration)."""
+@contextlib.contextmanager
+def api_client(c: Cluster, kubeconfig: Path | None = None) -> Iterator[client.ApiClient]:
+    """A private ApiClient for the cluster (never the process-wide default configuration).
+
+    On exit its keep-alive connections are closed too (``ApiClient.close`` only stops its thread pool), so
+    idle TLS connections do not hold up the server's graceful shutdown at teardown.
+    """
     cfg = client.Configuration()
     config.load_kube_config(config_file=str(kubeconfig or c.kubeconfig), client_configuration=cfg)
-    return client.ApiClient(cfg)
+    ac = client.ApiClient(cfg)
+    try:
+        yield ac
+    finally:
+        ac.close()
+        ac.rest_client.pool_manager.clear()
 
 
 @pytest.fixture
@@ -390,6 +401,9 @@ def test_watch_from_compacted_resource_version_is_410(fresh_cluster: Cluster) ->
             break
         else:
             pytest.fail("no event after re-listing")
+    pid = c.pid()
+    c.down()
+    assert not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][:1] == "Z"
 
 
 # -- 4. Error statuses -------------------------------------------------------------------------------------------

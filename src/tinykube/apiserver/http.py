@@ -378,7 +378,15 @@ class ApiServer:
         rv = req.query.get("resourceVersion", "")
         if send_initial and rv not in ("", "0"):
             rv = "0"
-        w, initial = self.registry.watch(res, ns, rv)
+        try:
+            w, initial = self.registry.watch(res, ns, rv)
+        except errors.ApiError as e:
+            if e.code != 410:
+                raise
+            # As kube-apiserver: the watch starts (200) and its only event is an ERROR carrying the 410 Status.
+            body = orjson.dumps({"type": "ERROR", "object": e.status()}) + b"\n"
+            await self._send(send, 200, body)
+            return
         table = req.wants_table()
         include = req.query.get("includeObject", "Metadata")
         reg = self.registry
