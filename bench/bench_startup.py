@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from _common import KUBECTL, BIN_DIR, Reporter, Workspace, base_parser, median, tinykube_cmd
+from _common import BIN_DIR, KUBECTL, Reporter, Workspace, base_parser, median, tinykube_cmd
 
 GOAL_S = 1.0
 

@@ -151,7 +151,7 @@ async def run_server(cfg: Config, ready_fd: int | None = None, on_ready: Any = N
 
     config = uvicorn.Config(app, ssl_certfile=str(p.cert_path), ssl_keyfile=str(p.key_path), lifespan="off",
                             log_level="warning", access_log=False, http="httptools", loop="none",
-                            timeout_keep_alive=120, timeout_graceful_shutdown=2)
+                            timeout_keep_alive=120, timeout_graceful_shutdown=1)
     server = uvicorn.Server(config)
     # Our own handlers (below) stop the server; uvicorn must not capture and re-raise the signals.
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
