@@ -18,7 +18,8 @@ strategic-merge patch all read schemas through this module.
 from __future__ import annotations
 
 import functools
-from importlib import resources as ilr
+import importlib.util
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -51,7 +52,12 @@ def _convert(node: Any) -> Any:
 @functools.cache
 def definitions() -> dict[str, dict[str, Any]]:
     """All definitions in OpenAPI v2 form, keyed by name (``io.k8s.api.apps.v1.Deployment``)."""
-    base = ilr.files("kubernetes_validate") / "kubernetes-json-schema" / f"{K8S_SCHEMA_VERSION}-local" / "_definitions.json"
+    # Locate the data without importing the package (its __init__ pulls in jsonschema: ~150 ms at start-up).
+    spec = importlib.util.find_spec("kubernetes_validate")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the kubernetes-validate package (official Kubernetes schemas) is not installed")
+    base = Path(next(iter(spec.submodule_search_locations))) / "kubernetes-json-schema" / \
+        f"{K8S_SCHEMA_VERSION}-local" / "_definitions.json"
     raw = orjson.loads(base.read_bytes())["$defs"]
     defs: dict[str, dict[str, Any]] = {name: _convert(s) for name, s in raw.items()}
     defs[INT_OR_STRING] = {"type": "string", "format": "int-or-string"}
