@@ -36,7 +36,7 @@ class LocalClient:
     async def list(self, res: Resource, ns: str | None = None, label_selector: str = "",
                    field_selector: str = "") -> tuple[list[Obj], str]:
         items, meta = self.registry.list(res, ns, label_selector, field_selector)
-        return [_own(o, raw) for o, raw in items], str(meta["resourceVersion"])
+        return [orjson.loads(e.raw) for e in items], str(meta["resourceVersion"])
 
     async def create(self, res: Resource, ns: str | None, obj: Obj) -> Obj:
         r = await self.registry.create(res, ns, obj, self._opts())

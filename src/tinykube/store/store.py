@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -137,12 +138,14 @@ class Store:
         self.backend = backend
         self.encryptor = encryptor
         self.watch_queue = watch_queue
-        self._data: SortedDict = SortedDict()
         self._watchers: dict[str, set[Watch]] = {}
         self.rev = backend.current_revision()
         t = time.monotonic()
-        for key, rev, value in backend.load():
-            self._data[key] = Entry(rev, self._decode(key, value))
+        # Build the map in one go (one sort) rather than key by key.
+        self._data: SortedDict = SortedDict({key: Entry(rev, self._decode(key, value))
+                                             for key, rev, value in backend.load()})
+        # The loaded entries live as long as the process: keep them out of the cyclic GC's generations.
+        gc.freeze()
         self.load_seconds = time.monotonic() - t
         self._listeners: list[Callable[[Event], None]] = []
 

@@ -167,12 +167,12 @@ async def test_list_selectors_and_pagination(env: Any) -> None:
     for i in range(7):
         await c.create(CMS, "default", {"metadata": {"name": f"c{i}", "labels": {"i": str(i % 2)}}})
     items, meta = reg.list(CMS, "default", "i=1")
-    assert sorted(o["metadata"]["name"] for o, _ in items) == ["c1", "c3", "c5"]
+    assert sorted(e.obj["metadata"]["name"] for e in items) == ["c1", "c3", "c5"]
     names: list[str] = []
     token = ""
     while True:
         items, meta = reg.list(CMS, "default", "i in (0,1)", "", 2, token)
-        names += [o["metadata"]["name"] for o, _ in items]
+        names += [e.obj["metadata"]["name"] for e in items]
         token = meta.get("continue", "")
         if not token:
             break
