@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,8 +64,10 @@ def median(values: Sequence[float]) -> float:
     return percentile(values, 50)
 
 
-def fmt_ms(seconds: float) -> str:
-    return f"{seconds * 1000:.2f} ms"
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (from /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- reporting -------------------------------------------------------------------------------------------------
@@ -111,7 +113,7 @@ class Reporter:
         else:
             tail = f"{'(' + kind + ')':<22}"
         extra = f"  {note}" if note else ""
-        print(f"  {name:<52} {_num(value):>12} {unit:<6} {tail}{extra}", flush=True)
+        print(f"  {name:<58} {_num(value):>10} {unit:<6} {tail}{extra}", flush=True)
         return f
 
     def info(self, text: str) -> None:
@@ -196,6 +198,17 @@ def kill_pid(pid: int, timeout: float = 10.0) -> None:
             time.sleep(0.02)
 
 
+def process_start_time(pid: int) -> float:
+    """Wall-clock time a process started (boot time + /proc/PID/stat starttime; clock-tick resolution)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+        btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                     if line.startswith("btime "))
+    except (OSError, StopIteration):
+        return float("nan")
+    return btime + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mib(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -264,17 +277,25 @@ class Cluster:
         self.env.pop("TINYKUBE_HOME", None)
         self.env.update({"HOME": str(self.home), "KUBECONFIG": str(self.data_dir / "kubeconfig")})
         self.pids: set[int] = set()  # every server PID this cluster has had
+        self.last_up: dict[str, float] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def up(self, cmd: list[str] | None = None) -> float:
         """``tinykube up`` end to end; returns its wall time in seconds."""
         argv = [*(cmd or tinykube_cmd()), "up", "--data-dir", str(self.data_dir), "--port", "0", "--no-kubeconfig-merge"]
+        wall0 = time.time()
         t = time.perf_counter()
         p = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=120)
         dt = time.perf_counter() - t
         st = self.state_or_none()
         if st:
             self.pids.add(int(st["pid"]))
+            # Where the time went: CLI until the server process started (from /proc, 10 ms resolution),
+            # server process start to ready (its server.json "started" stamp), ready to CLI exit.
+            spawned = process_start_time(int(st["pid"]))
+            ready = float(st.get("started", float("nan")))
+            self.last_up = {"cli_before_spawn": spawned - wall0, "server_start_to_ready": ready - spawned,
+                            "ready_to_cli_exit": wall0 + dt - ready}
         if p.returncode != 0 or not st:
             self.pids.update(server_pids_for(self.data_dir))
             raise RuntimeError(f"tinykube up failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
@@ -590,6 +611,7 @@ class RawPool:
 @dataclass
 class LoadResult:
     latencies: list[float] = field(default_factory=list)  # seconds, from the scheduled send time
+    samples: list[tuple[float, float]] = field(default_factory=list)  # (scheduled time, latency) per success
     lags: list[float] = field(default_factory=list)  # how late the client dispatched each request
     errors: int = 0
     first_sched: float = 0.0
@@ -600,6 +622,17 @@ class LoadResult:
     def achieved_rate(self) -> float:
         span = self.last_done - self.first_sched
         return (len(self.latencies) + self.errors) / span if span > 0 else float("nan")
+
+
+def run_main(main: Callable[[], int]) -> None:
+    """Entry point of a benchmark script: exit with main()'s status; Ctrl-C/SIGTERM end it without a traceback
+    (the Workspace has already stopped its clusters and removed its directory by then)."""
+    try:
+        rc = main()
+    except KeyboardInterrupt:
+        print("  . interrupted", file=sys.stderr, flush=True)
+        rc = 130
+    sys.exit(rc)
 
 
 def run_async(coro: Coroutine[Any, Any, Any]) -> Any:

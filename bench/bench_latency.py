@@ -16,24 +16,29 @@ server's CPU per request (from /proc/PID/stat).
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import orjson
 
-from _common import Cluster, LoadResult, RawPool, Reporter, Target, Workspace, base_parser, percentile, run_async
+from _common import (
+    Cluster,
+    LoadResult,
+    RawPool,
+    Reporter,
+    Target,
+    Workspace,
+    base_parser,
+    cpu_seconds,
+    percentile,
+    run_async,
+    run_main,
+)
 
 GOAL_P99_MS = 10.0
 NS = "bench"
 CM = "latency-target"
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def open_loop(send: Callable[[int], Awaitable[int]], rate: float, duration: float) -> LoadResult:
@@ -54,6 +59,7 @@ async def open_loop(send: Callable[[int], Awaitable[int]], rate: float, duration
         res.statuses[code] = res.statuses.get(code, 0) + 1
         if 200 <= code < 300:
             res.latencies.append(done - due)
+            res.samples.append((due, done - due))
         else:
             res.errors += 1
         res.last_done = max(res.last_done, done)
@@ -69,6 +75,34 @@ async def open_loop(send: Callable[[int], Awaitable[int]], rate: float, duration
     while pending:
         await asyncio.gather(*list(pending))
     return res
+
+
+async def watch_db_writes(db: Path, out: list[float]) -> None:
+    """Record when the SQLite main file changes: in WAL mode only a checkpoint writes to it."""
+    last = None
+    while True:
+        try:
+            st = db.stat()
+            cur = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            cur = None
+        if last is not None and cur != last:
+            out.append(time.monotonic())
+        last = cur
+        await asyncio.sleep(0.005)
+
+
+def stall_episodes(samples: list[tuple[float, float]], over: float) -> list[tuple[float, float, float]]:
+    """Group requests slower than ``over`` into episodes: (start, end, worst latency), 100 ms apart at least."""
+    slow = sorted((due, lat) for due, lat in samples if lat > over)
+    eps: list[tuple[float, float, float]] = []
+    for due, lat in slow:
+        if eps and due - eps[-1][1] < 0.1:
+            a, b, w = eps[-1]
+            eps[-1] = (a, max(b, due + lat), max(w, lat))
+        else:
+            eps.append((due, due + lat, lat))
+    return eps
 
 
 class Client:
@@ -127,13 +161,19 @@ async def bench(c: Cluster, rate: float, duration: float, conns: int, client_kin
             await open_loop(fn, rate, min(1.0, duration))
 
         results: dict[str, tuple[LoadResult, float, float]] = {}
+        db_writes: dict[str, list[float]] = {}
+        db = c.data_dir / "state.db"
         for name, fn in (("GET /healthz (baseline)", healthz), ("GET configmap", get),
                          ("PATCH configmap (merge)", patch)):
             cpu0, cl0 = cpu_seconds(pid), time.process_time()
+            writes: list[float] = []
+            watcher = asyncio.create_task(watch_db_writes(db, writes))
             res = await open_loop(fn, rate, duration)
+            watcher.cancel()
             cpu1, cl1 = cpu_seconds(pid), time.process_time()
             n = len(res.latencies) + res.errors
             results[name] = (res, (cpu1 - cpu0) / max(n, 1), (cl1 - cl0) / max(n, 1))
+            db_writes[name] = writes
             await asyncio.sleep(0.5)
         code, body = await client.request("GET", f"{base}/configmaps/{CM}")
         final = orjson.loads(body)["data"]["counter"]
@@ -152,6 +192,14 @@ async def bench(c: Cluster, rate: float, duration: float, conns: int, client_kin
         rep.add(f"{name}: client dispatch lag p99", percentile(res.lags, 99) * 1000, "ms", kind="info")
         rep.add(f"{name}: server CPU per request", srv_cpu * 1000, "ms", kind="info",
                 note=f"(client CPU {cl_cpu * 1000:.2f} ms/req; statuses {res.statuses})")
+        eps = stall_episodes(res.samples, GOAL_P99_MS / 1000)
+        if eps:
+            near = sum(1 for a, b, _ in eps if any(a - 0.02 <= w <= b + 0.02 for w in db_writes[name]))
+            worst = max(w for _, _, w in eps)
+            rep.info(f"{name}: {sum(1 for _, lat in res.samples if lat > GOAL_P99_MS / 1000)} requests over "
+                     f"{GOAL_P99_MS:.0f} ms in {len(eps)} stall episode(s) (worst {worst * 1000:.0f} ms); {near} of them "
+                     f"coincide with a write to state.db itself, i.e. a WAL checkpoint ({len(db_writes[name])} such "
+                     "writes seen during the run)")
     rep.info(f"configmap counter after the PATCH run: {final} (every PATCH wrote a new revision)")
 
 
@@ -179,4 +227,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -12,11 +12,12 @@ start (``kubectl version --client``) and a warm-cache ``kubectl get ns`` for ref
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
 
-from _common import BIN_DIR, KUBECTL, Reporter, Workspace, base_parser, median, tinykube_cmd
+from _common import KUBECTL, Reporter, Workspace, base_parser, median, run_main, tinykube_cmd
 
 GOAL_S = 1.0
 
@@ -54,10 +55,23 @@ def main() -> int:
     kwarm: list[float] = []
     krestart: list[float] = []
     downs: list[float] = []
+    parts: dict[str, dict[str, list[float]]] = {"fresh": {}, "restart": {}}
+
+    def keep_parts(kind: str, d: dict[str, float]) -> None:
+        for k, v in d.items():
+            parts[kind].setdefault(k, []).append(v)
     with Workspace(a.keep) as ws:
+        # The CLI alone, no server: `tinykube status` on a data dir where nothing runs (exit status 3).
+        stopped = ws.path("stopped")
+        t_status = []
+        for _ in range(runs + 2):
+            t = time.perf_counter()
+            subprocess.run([*tinykube_cmd(), "status", "--data-dir", str(stopped)], capture_output=True)
+            t_status.append(time.perf_counter() - t)
         for i in range(runs):
             c = ws.new_cluster(f"run{i}")
             fresh.append(c.up())
+            keep_parts("fresh", c.last_up)
             srv_fresh.append(float(c.state["startup_seconds"]))
             if KUBECTL:
                 dt, p = c.kubectl("get", "ns")
@@ -67,6 +81,7 @@ def main() -> int:
                 kwarm.append(c.kubectl("get", "ns")[0])
             downs.append(c.down())
             restart.append(c.up())
+            keep_parts("restart", c.last_up)
             srv_restart.append(float(c.state["startup_seconds"]))
             if KUBECTL:
                 krestart.append(c.kubectl("get", "ns")[0])
@@ -74,10 +89,8 @@ def main() -> int:
             rep.info(f"run {i + 1}: up fresh {fresh[-1]:.3f} s (server {srv_fresh[-1]:.3f} s), "
                      f"restart {restart[-1]:.3f} s (server {srv_restart[-1]:.3f} s)"
                      + (f", first kubectl get ns {kfirst[-1]:.3f} s" if kfirst else ""))
-        shim = tinykube_cmd()[0] != (BIN_DIR / "tinykube").as_posix()
+        # When `tinykube` on PATH is something else (e.g. a pyenv shim), time it once too.
         path_cli = None
-        import shutil
-
         found = shutil.which("tinykube")
         if found and found != tinykube_cmd()[0]:
             c = ws.new_cluster("via-path")
@@ -93,22 +106,27 @@ def main() -> int:
     rep.add("python3 -c pass: median", median(t_pass), "s", kind="baseline")
     rep.add("python3 -c 'import tinykube.server.cluster': median", median(t_import), "s", kind="baseline")
     rep.add("python3 -c 'import tinykube.cli.main': median", median(t_cli_import), "s", kind="baseline")
-    floor = median(t_cli_import) + median(t_import) + median(srv_fresh)
-    rep.add("sum: CLI start + server start/import + startup_s", floor, "s", kind="info",
-            note="(what 'up, fresh' costs if nothing else waits)")
+    rep.add("tinykube status on a stopped data dir (CLI alone): median", median(t_status), "s", kind="baseline")
+    labels = {"cli_before_spawn": "CLI start -> server process spawned",
+              "server_start_to_ready": "server process spawned -> ready",
+              "ready_to_cli_exit": "server ready -> CLI exited"}
+    for kind in ("fresh", "restart"):
+        for k, label in labels.items():
+            rep.add(f"up, {kind}: {label}: median", median(parts[kind].get(k, [])), "s", kind="info")
     rep.add("down: median", median(downs), "s", kind="info")
     if path_cli is not None:
         rep.add("up, fresh, via `tinykube` on PATH (one run)", path_cli, "s", kind="info",
-                note="(a wrapper such as a pyenv shim adds its own start)" if not shim else "")
+                note=f"({shutil.which('tinykube')}: a wrapper such as a pyenv shim adds its own start)")
     if KUBECTL:
         rep.add("first kubectl get ns after up (cold cache): median", median(kfirst), "s", kind="info")
         rep.add("first kubectl get ns after up (cold cache): max", max(kfirst), "s", kind="info")
         rep.add("kubectl get ns, warm discovery cache: median", median(kwarm), "s", kind="info")
         rep.add("kubectl get ns right after a restart: median", median(krestart), "s", kind="info")
         rep.add("kubectl version --client (kubectl start): median", median(t_kversion), "s", kind="baseline")
+    rep.footer()
     rep.write_json(a.json_out)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

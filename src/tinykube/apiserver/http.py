@@ -68,10 +68,12 @@ class Request:
         v = self.query.get(name)
         if v is None or v == "":
             return None
-        try:
-            return int(v)
-        except ValueError:
-            raise errors.bad_request(f"invalid value for {name}: {v!r}: must be an integer") from None
+        # As Go's strconv.ParseInt(v, 10, 64): ASCII digits only, in int64 range (a bigger timeoutSeconds or
+        # gracePeriodSeconds would overflow the float deadline / timestamp arithmetic below).
+        n = int(v) if v.lstrip("+-").isascii() and v.lstrip("+-").isdigit() and len(v) <= 20 else None
+        if n is None or not -(2**63) <= n < 2**63:
+            raise errors.bad_request(f"invalid value for {name}: {v!r}: must be a 64-bit integer")
+        return n
 
     def options(self) -> Options:
         dry = self.query.get("dryRun", "")
@@ -85,7 +87,19 @@ class Request:
                        force=(force or "").lower() in ("true", "1"), user_agent=self.user_agent)
 
     def wants_table(self) -> bool:
-        return "as=Table" in self.accept
+        if "as=Table" not in self.accept:
+            return False
+        inc = self.query.get("includeObject", "")
+        if inc not in ("", "None", "Metadata", "Object"):
+            raise errors.bad_request(f'includeObject: Unsupported value: "{inc}": supported values: "None", "Metadata", "Object"')
+        return True
+
+
+def _warning_header(text: str) -> bytes:
+    """A ``Warning: 299 - "text"`` value: quotes escaped and control characters (which may come from field
+    names in the request) written as escapes, so the header stays valid HTTP."""
+    text = "".join(f"\\u{ord(c):04x}" if c < " " or c == "\x7f" else "\\" + c if c in '"\\' else c for c in text)
+    return f'299 - "{text}"'.encode("utf-8", "backslashreplace")
 
 
 def _status_bytes(err: errors.ApiError) -> bytes:
@@ -173,6 +187,8 @@ class ApiServer:
         if path.startswith("/openapi/"):
             await self._openapi(req, path, send)
             return
+        if not path.startswith("/"):  # "OPTIONS *" and other non-path request-targets
+            raise self._path_not_found()
         parts = [unquote(p) for p in path.split("/")[1:]]
         if parts[0] == "api":
             if len(parts) == 1:
@@ -217,6 +233,7 @@ class ApiServer:
             raise self._path_not_found()
         if res.namespaced and name is not None and ns is None:
             raise self._path_not_found()
+        req.wants_table()  # a bad includeObject is a 400 before anything is written or streamed
         if watch_prefix or (req.method == "GET" and req.flag("watch")):
             if req.method != "GET":
                 raise errors.method_not_allowed()
@@ -268,7 +285,7 @@ class ApiServer:
 
             try:
                 return yaml.load(req.body, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-            except yaml.YAMLError as ex:
+            except (yaml.YAMLError, ValueError, RecursionError) as ex:  # ValueError: an int over 4300 digits
                 raise errors.bad_request(f"error converting YAML to JSON: {ex}") from None
         if protobuf.is_protobuf(ct):
             return protobuf.decode(req.body)
@@ -281,7 +298,7 @@ class ApiServer:
 
     async def _respond_obj(self, req: Request, send: Send, res: Resource, code: int, obj: dict[str, Any],
                            raw: bytes | None, warnings: list[str] | None = None) -> None:
-        extra = [(b"warning", f'299 - "{w}"'.encode()) for w in (warnings or [])]
+        extra = [(b"warning", _warning_header(w)) for w in (warnings or [])]
         if req.wants_table() and obj.get("kind") == res.kind:
             body = orjson.dumps(tables.to_table(res, [obj], include_object=req.query.get("includeObject", "Metadata")))
             await self._send(send, code, body, extra, TABLE_CT)
@@ -358,13 +375,12 @@ class ApiServer:
         items, meta = self.registry.list(res, ns, req.query.get("labelSelector", ""), req.query.get("fieldSelector", ""),
                                          limit, req.query.get("continue", ""))
         if req.wants_table():
-            table = tables.to_table(res, [o for o, _ in items], include_object=req.query.get("includeObject", "Metadata"),
+            table = tables.to_table(res, [e.obj for e in items], include_object=req.query.get("includeObject", "Metadata"),
                                     list_metadata=meta)
             await self._send(send, 200, orjson.dumps(table), content_type=TABLE_CT)
             return
         head = orjson.dumps({"kind": res.list_kind, "apiVersion": res.api_version, "metadata": meta})
-        parts = [raw if raw is not None else orjson.dumps(o) for o, raw in items]
-        body = head[:-1] + b',"items":[' + b",".join(parts) + b"]}"
+        body = head[:-1] + b',"items":[' + b",".join([e.raw for e in items]) + b"]}"
         await self._send(send, 200, body)
 
     # -- watch -----------------------------------------------------------------------------------------------

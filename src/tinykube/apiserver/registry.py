@@ -138,6 +138,12 @@ class Registry:
             return events.core_to_events_v1(entry.obj), None
         return entry.obj, entry.raw
 
+    def _external_entry(self, res: Resource, entry: Entry) -> Entry:
+        if res.group == "events.k8s.io":
+            obj = events.core_to_events_v1(entry.obj)
+            return Entry(entry.rev, orjson.dumps(obj), obj)
+        return entry
+
     def _to_internal(self, res: Resource, obj: dict[str, Any]) -> dict[str, Any]:
         if res.group == "events.k8s.io":
             return events.events_v1_to_core(obj)
@@ -213,8 +219,11 @@ class Registry:
         field_selector: str = "",
         limit: int = 0,
         continue_token: str = "",
-    ) -> tuple[list[tuple[dict[str, Any], bytes | None]], dict[str, Any]]:
-        """Matching objects and the list metadata (resourceVersion, continue, remainingItemCount)."""
+    ) -> tuple[list[Entry], dict[str, Any]]:
+        """Matching entries and the list metadata (resourceVersion, continue, remainingItemCount).
+
+        Entries are returned as stored, so a plain JSON LIST writes their bytes without parsing them.
+        """
         sres = self._storage_res(res)
         lsel = selectors.parse_label_selector(label_selector) if label_selector else None
         fsel = selectors.parse_field_selector(field_selector, res) if field_selector else None
@@ -235,7 +244,7 @@ class Registry:
                     410, "Expired",
                     "The provided continue parameter is too old to display a consistent list result. You can start a "
                     "new list without the continue parameter.")
-        items: list[tuple[dict[str, Any], bytes | None]] = []
+        items: list[Entry] = []
         name_only = fsel.exact_name() if fsel is not None else None
         if (name_only is not None and ns and sres.namespaced) or (name_only is not None and not sres.namespaced):
             e = self.store.get(sres.key(ns, name_only))
@@ -255,7 +264,7 @@ class Registry:
             if limit and len(items) >= limit:
                 more = True
                 break
-            items.append(self._to_external(res, e))
+            items.append(self._external_entry(res, e))
             last_key = key
         meta: dict[str, Any] = {"resourceVersion": str(list_rev)}
         if more:
@@ -623,7 +632,7 @@ class Registry:
         try:
             loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
             doc = yaml.load(body, Loader=loader)
-        except yaml.YAMLError as ex:
+        except (yaml.YAMLError, ValueError, RecursionError) as ex:  # ValueError: an int over 4300 digits
             raise errors.bad_request(f"error decoding YAML: {ex}") from None
         applied = self._decode_body(res, doc)
         if applied["metadata"].get("name") not in (None, name):
@@ -711,7 +720,8 @@ class Registry:
                 return Result(cur.obj, cur.raw, 200)
         if pending or graceful > 0:
             if not md.get("deletionTimestamp") or (graceful and graceful < int(md.get("deletionGracePeriodSeconds") or 0)):
-                md["deletionTimestamp"] = now_rfc3339(time.time() + graceful)
+                # An absurd grace period (up to 2**63-1 s) ends at 9999-12-31, the last representable timestamp.
+                md["deletionTimestamp"] = now_rfc3339(min(time.time() + graceful, 253402300799.0))
                 md["deletionGracePeriodSeconds"] = graceful
             md["finalizers"] = finalizers
             if obj == cur.obj:
@@ -747,7 +757,8 @@ class Registry:
                                 options: dict[str, Any] | None, dry_run: bool = False) -> dict[str, Any]:
         items, _meta = self.list(res, ns, label_selector, field_selector)
         deleted = []
-        for obj, _ in items:
+        for e in items:
+            obj = e.obj
             md = obj.get("metadata") or {}
             try:
                 r = await self.delete(res, md.get("namespace"), md.get("name", ""), options, dry_run)

@@ -57,7 +57,7 @@ def _our_server(pid: int, data_dir: Path) -> bool:
 
 
 def running_pid(data_dir: Path) -> tuple[int, dict[str, object]] | None:
-    from ..server.cluster import pid_alive, read_state
+    from ..server.state import pid_alive, read_state
 
     st = read_state(data_dir)
     if not st:
@@ -125,7 +125,7 @@ def cmd_up(a: argparse.Namespace) -> int:
         tail = log_path.read_text(errors="replace").splitlines()[-15:] if log_path.exists() else []
         print("tinykube: the server failed to start:\n  " + "\n  ".join(tail), file=sys.stderr)
         return 1
-    from ..server.cluster import read_state
+    from ..server.state import read_state
 
     st = read_state(data_dir) or {}
     merged = ""
@@ -143,7 +143,7 @@ def cmd_down(a: argparse.Namespace) -> int:
         pid, _ = running
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 15
-        from ..server.cluster import pid_alive
+        from ..server.state import pid_alive
 
         while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.02)

@@ -36,12 +36,12 @@ from ..store.crypto import Encryptor
 from ..store.sqlite import SqliteBackend
 from ..store.store import Store
 from . import pki
+from .state import STATE_FILE
 
 log = logging.getLogger("tinykube.server")
 
 STORE_FILE = "state.db"
 KEY_FILE = "secrets.key"
-STATE_FILE = "server.json"
 KUBECONFIG = "kubeconfig"
 BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
@@ -90,29 +90,6 @@ def write_state(data_dir: Path, info: dict[str, Any]) -> None:
     write_private(data_dir / STATE_FILE, json.dumps(info))
 
 
-def read_state(data_dir: Path) -> dict[str, Any] | None:
-    try:
-        data: dict[str, Any] = json.loads((data_dir / STATE_FILE).read_text())
-        return data
-    except (OSError, ValueError):
-        return None
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie still answers kill(0); treat it as gone.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][:1] != "Z"
-    except OSError:
-        return True
-
-
 async def _compactor(store: Store, interval: float) -> None:
     """Every interval, forget history older than the revision current one interval ago (as kube-apiserver does)."""
     prev = store.rev
@@ -121,6 +98,29 @@ async def _compactor(store: Store, interval: float) -> None:
         with contextlib.suppress(Exception):
             store.compact(prev)
         prev = store.rev
+
+
+def _status_http_protocol() -> type:
+    """uvicorn's httptools protocol, except that a request its parser rejects (unknown method, a URL over
+    64 KiB, a malformed request line) is answered with a Kubernetes ``Status``, as every other 4xx is."""
+    import orjson
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from ..api import errors
+
+    class StatusHttpToolsProtocol(HttpToolsProtocol):
+        def send_400_response(self, msg: str) -> None:
+            body = orjson.dumps(errors.bad_request(
+                f"malformed HTTP request (bad request line, unsupported method or URL over 64 KiB): {msg}").status())
+            out = [b"HTTP/1.1 400 Bad Request\r\n"]
+            for name, value in self.server_state.default_headers:
+                out += [name, b": ", value, b"\r\n"]
+            out += [b"content-type: application/json\r\ncontent-length: ", str(len(body)).encode(),
+                    b"\r\nconnection: close\r\n\r\n", body]
+            self.transport.write(b"".join(out))
+            self.transport.close()
+
+    return StatusHttpToolsProtocol
 
 
 async def run_server(cfg: Config, ready_fd: int | None = None, on_ready: Any = None) -> None:
@@ -150,7 +150,7 @@ async def run_server(cfg: Config, ready_fd: int | None = None, on_ready: Any = N
     compactor = asyncio.create_task(_compactor(store, cfg.compact_interval))
 
     config = uvicorn.Config(app, ssl_certfile=str(p.cert_path), ssl_keyfile=str(p.key_path), lifespan="off",
-                            log_level="warning", access_log=False, http="httptools", loop="none",
+                            log_level="warning", access_log=False, ws="none", http=_status_http_protocol(), loop="none",
                             timeout_keep_alive=120, timeout_graceful_shutdown=1)
     server = uvicorn.Server(config)
     # Our own handlers (below) stop the server; uvicorn must not capture and re-raise the signals.
