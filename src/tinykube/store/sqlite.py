@@ -12,12 +12,6 @@ object's last state) and removes the ``kv`` row. Compaction deletes log rows at
 or below a revision that are not some key's current value, and remembers the
 revision in ``meta`` so older watches answer 410 Gone.
 
-Checkpoints run off the event loop: the writing connection has SQLite's
-automatic checkpoint turned off (it would fsync inside a commit and stall
-every request for tens of milliseconds once the WAL fills), and a background
-thread with its own connection runs a PASSIVE checkpoint every half second
-when the WAL has grown. WAL lets that run alongside commits.
-
 Durability: WAL with ``synchronous=NORMAL`` survives a crash or ``kill -9`` of
 the process at any moment (a commit returns only after its WAL frame is written
 to the OS); ``synchronous=FULL`` (``TINYKUBE_SYNC=full``) also survives power
@@ -26,10 +20,8 @@ loss, at the cost of an fsync per write.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,7 +56,7 @@ class SqliteBackend:
             f"PRAGMA synchronous={sync};"
             "PRAGMA temp_store=MEMORY;"
             "PRAGMA cache_size=-65536;"
-            "PRAGMA wal_autocheckpoint=0;" + _SCHEMA
+            "PRAGMA wal_autocheckpoint=4000;" + _SCHEMA
         )
         row = self.db.execute("SELECT MAX(rev) FROM log").fetchone()
         self._rev = int(row[0] or 0)
@@ -74,20 +66,6 @@ class SqliteBackend:
         row = self.db.execute("SELECT value FROM meta WHERE name='floor'").fetchone()
         if row:
             self._rev = max(self._rev, int(row[0]))
-        self._stop = threading.Event()
-        self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="sqlite-checkpoint", daemon=True)
-        self._checkpointer.start()
-
-    def _checkpoint_loop(self, interval: float = 0.5, min_bytes: int = 1 << 20) -> None:
-        con = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        wal = Path(str(self.path) + "-wal")
-        try:
-            while not self._stop.wait(interval):
-                with contextlib.suppress(OSError, sqlite3.Error):
-                    if wal.stat().st_size >= min_bytes:
-                        con.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        finally:
-            con.close()
 
     def load(self) -> Iterator[tuple[str, int, bytes]]:
         cur = self.db.execute("SELECT kv.key, kv.rev, log.value FROM kv JOIN log ON log.rev = kv.rev")
@@ -156,8 +134,6 @@ class SqliteBackend:
         return total
 
     def close(self) -> None:
-        self._stop.set()
-        self._checkpointer.join(timeout=5)
         try:
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error:
