@@ -30,7 +30,7 @@ from ..api import errors, openapi, protobuf, selectors
 from ..api.resources import Resource, lookup
 from ..store.store import DELETED, Entry, Event
 from . import discovery, tables
-from .registry import Options, Registry
+from .registry import Options, Registry, check_depth, load_yaml
 
 log = logging.getLogger("tinykube.apiserver")
 
@@ -284,15 +284,15 @@ class ApiServer:
             import yaml
 
             try:
-                return yaml.load(req.body, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+                return load_yaml(req.body)
             except (yaml.YAMLError, ValueError, RecursionError) as ex:  # ValueError: an int over 4300 digits
                 raise errors.bad_request(f"error converting YAML to JSON: {ex}") from None
         if protobuf.is_protobuf(ct):
-            return protobuf.decode(req.body)
+            return check_depth(protobuf.decode(req.body))
         if ct not in ("", "application/json", "*/*"):
             raise errors.unsupported_media_type(ct)
         try:
-            return orjson.loads(req.body)
+            return check_depth(orjson.loads(req.body))
         except orjson.JSONDecodeError as ex:
             raise errors.bad_request(f"couldn't get version/kind; json parse error: {ex}") from None
 

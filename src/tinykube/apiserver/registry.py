@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import builtins
+import functools
 import secrets as pysecrets
 import time
 import uuid
@@ -58,6 +59,116 @@ def random_suffix(n: int = 5) -> str:
     return "".join(pysecrets.choice(NAME_ALPHABET) for _ in range(n))
 
 
+# Deeper request bodies are refused (400): the code that walks objects (patches, field checks, managedFields)
+# recurses, and no Kubernetes object comes near this (a Deployment's deepest field is ~15 levels down).
+MAX_DEPTH = 100
+
+
+def check_depth(doc: Any) -> Any:
+    """``doc`` itself, or 400 BadRequest when it is nested more than MAX_DEPTH levels deep."""
+    stack: builtins.list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        o, d = stack.pop()
+        if isinstance(o, (dict, builtins.list)):
+            if d > MAX_DEPTH:
+                raise errors.bad_request(f"the object is nested more than {MAX_DEPTH} levels deep")
+            stack.extend((c, d + 1) for c in (o.values() if isinstance(o, dict) else o))
+    return doc
+
+
+def load_yaml(body: bytes) -> Any:
+    """A request body's YAML as JSON-like data, refusing (400) what would crash or stall the server.
+
+    * nesting deeper than MAX_DEPTH: libyaml's recursive composer overflows the C stack and the whole
+      process dies (``[[[[...`` 100,000 deep); the parser's event stream is flat, so it is checked first;
+    * an anchor used inside itself (``a: &x [*x]``): a self-referencing structure nothing downstream can walk;
+    * aliases expanding far past the body's own size ("billion laughs": nine lines, 10^8 nodes).
+
+    The result is what JSON could carry, as Kubernetes' YAML-to-JSON conversion makes it: timestamps and
+    ``!!binary`` stay strings, mapping keys become strings (``1`` -> ``"1"``, ``true`` -> ``"true"``), integers
+    beyond 64 bits become floats; ``.inf``/``.nan`` and ``!!set`` are refused.
+    YAML syntax errors propagate as ``yaml.YAMLError`` (and ``ValueError`` for integers over 4300 digits).
+    """
+    import yaml
+
+    loader = _yaml_loader()
+    if len(body) > MAX_DEPTH:  # shorter bodies cannot nest that deep
+        depth = 0
+        for ev in yaml.parse(body, Loader=loader):
+            if isinstance(ev, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise errors.bad_request(f"the object is nested more than {MAX_DEPTH} levels deep")
+            elif isinstance(ev, yaml.CollectionEndEvent):
+                depth -= 1
+    doc = yaml.load(body, Loader=loader)
+    if b"*" in body:
+        _check_yaml_aliases(doc, len(body) + 100_000)
+    return _jsonish(check_depth(doc))  # (aliases can stack anchored subtrees deeper than the text is)
+
+
+@functools.cache
+def _yaml_loader() -> Any:
+    import yaml
+
+    class Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+        pass
+
+    for tag in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary"):
+        Loader.add_constructor(tag, yaml.constructor.SafeConstructor.construct_yaml_str)
+    return Loader
+
+
+def _jsonish(o: Any) -> Any:
+    if isinstance(o, dict):
+        return {_jsonish_key(k): _jsonish(v) for k, v in o.items()}
+    if isinstance(o, builtins.list):
+        return [_jsonish(v) for v in o]
+    if o is None or isinstance(o, (str, bool)):
+        return o
+    if isinstance(o, int):
+        return o if -(2**63) <= o < 2**64 else _jsonish(float(o)) if abs(o) < 2**1023 else _jsonish(float("inf"))
+    if isinstance(o, float):
+        if o != o or o in (float("inf"), float("-inf")):
+            raise errors.bad_request(f"error converting YAML to JSON: json: unsupported value: {o}")
+        return o
+    raise errors.bad_request(f"error converting YAML to JSON: unsupported value of type {type(o).__name__}")
+
+
+def _jsonish_key(k: Any) -> str:
+    if isinstance(k, str):
+        return k
+    if isinstance(k, bool) or k is None:
+        return {True: "true", False: "false", None: "null"}[k]
+    if isinstance(k, (int, float)):
+        return str(k)
+    raise errors.bad_request(f"error converting YAML to JSON: unsupported mapping key of type {type(k).__name__}")
+
+
+def _check_yaml_aliases(doc: Any, limit: int) -> None:
+    sizes: dict[int, int] = {}
+    walking: set[int] = set()
+
+    def size(o: Any) -> int:
+        if not isinstance(o, (dict, builtins.list)):
+            return 1
+        k = id(o)
+        if k in sizes:
+            return sizes[k]
+        if k in walking:
+            raise errors.bad_request("error converting YAML to JSON: an alias refers to its own anchor")
+        walking.add(k)
+        n = 1 + sum(size(v) for v in (o.values() if isinstance(o, dict) else o))
+        walking.discard(k)
+        if n > limit:
+            raise errors.bad_request(f"error converting YAML to JSON: aliases expand the document to more than "
+                                     f"{limit} nodes")
+        sizes[k] = n
+        return n
+
+    size(doc)
+
+
 @dataclass
 class Options:
     """Per-request options shared by the write verbs."""
@@ -91,6 +202,12 @@ def _spec_changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
     a = {k: v for k, v in old.items() if k not in skip}
     b = {k: v for k, v in new.items() if k not in skip}
     return a != b
+
+
+def _port_key(p: dict[str, Any]) -> tuple[Any, Any]:
+    """A Service port's (port, protocol), hashable whatever types the request put there."""
+    port, proto = p.get("port"), p.get("protocol", "TCP")
+    return (port if isinstance(port, (int, str)) else repr(port), proto if isinstance(proto, (int, str)) else repr(proto))
 
 
 def _strip_for_compare(o: dict[str, Any]) -> dict[str, Any]:
@@ -371,6 +488,8 @@ class Registry:
         if not isinstance(spec, dict):
             return
         stype = spec.get("type", "ClusterIP")
+        # Allocation runs before validation: skip what is not even shaped like ports (validation reports it).
+        ports = [p for p in spec["ports"] if isinstance(p, dict)] if isinstance(spec.get("ports"), list) else []
         others = [e.obj for k, e in self.store.list("/registry/services/")
                   if old is None or (e.obj.get("metadata") or {}).get("uid") != (old.get("metadata") or {}).get("uid")]
         if stype == "ExternalName":
@@ -392,30 +511,27 @@ class Registry:
             spec["clusterIPs"] = [spec["clusterIP"]]
         if stype in ("NodePort", "LoadBalancer"):
             used_ports = allocators.used_node_ports(others)
-            old_ports = {(p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
+            old_ports = {_port_key(p): p.get("nodePort")
                          for p in ((old or {}).get("spec") or {}).get("ports") or [] if isinstance(p, dict)}
             mine: set[int] = set()
-            for i, p in enumerate(spec.get("ports") or []):
-                if not isinstance(p, dict):
-                    continue
+            for i, p in enumerate(ports):
                 np_ = p.get("nodePort")
                 if isinstance(np_, int) and np_:
                     if np_ in used_ports or np_ in mine:
                         raise errors.invalid(res.kind, obj["metadata"].get("name", ""), [
                             errors.invalid_value(f"spec.ports[{i}].nodePort", np_, "provided port is already allocated")])
                     mine.add(np_)
-            for p in spec.get("ports") or []:
-                if (isinstance(p, dict) and not isinstance(p.get("nodePort"), int)) or (isinstance(p, dict) and not p["nodePort"]):
-                    prev = old_ports.get((p.get("port"), p.get("protocol", "TCP")))
+            for p in ports:
+                if not isinstance(p.get("nodePort"), int) or not p["nodePort"]:
+                    prev = old_ports.get(_port_key(p))
                     if prev and prev not in used_ports and prev not in mine:
                         p["nodePort"] = prev
                     else:
                         p["nodePort"] = allocators.allocate_node_port(used_ports | mine)
                     mine.add(p["nodePort"])
         else:
-            for p in spec.get("ports") or []:
-                if isinstance(p, dict):
-                    p.pop("nodePort", None)
+            for p in ports:
+                p.pop("nodePort", None)
 
     # -- update ----------------------------------------------------------------------------------------------
     async def update(self, res: Resource, ns: str | None, name: str, body: Any, opts: Options,
@@ -508,6 +624,7 @@ class Registry:
                 md.pop(k, None)
         if res.namespaced:
             md["namespace"] = omd.get("namespace")
+        md["name"] = omd.get("name", md.get("name"))  # immutable: a patch removing it must not store a nameless object
         md.pop("resourceVersion", None)
         md.pop("selfLink", None)
         if md.get("managedFields") is None and omd.get("managedFields"):
@@ -585,7 +702,7 @@ class Registry:
         if ct == PATCH_APPLY:
             return await self.apply(res, ns, name, body, opts, subresource)
         try:
-            doc = orjson.loads(body)
+            doc = check_depth(orjson.loads(body))
         except orjson.JSONDecodeError as ex:
             raise errors.bad_request(f"error decoding patch: {ex}") from None
         if res.group == "events.k8s.io":
@@ -630,8 +747,7 @@ class Registry:
         if not opts.field_manager:
             raise errors.bad_request("PATCH, application/apply-patch+yaml requests must include the fieldManager query parameter")
         try:
-            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-            doc = yaml.load(body, Loader=loader)
+            doc = load_yaml(body)
         except (yaml.YAMLError, ValueError, RecursionError) as ex:  # ValueError: an int over 4300 digits
             raise errors.bad_request(f"error decoding YAML: {ex}") from None
         applied = self._decode_body(res, doc)
