@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tinykube.server.state import pid_alive
+
 BIN_DIR = Path(sys.executable).parent
 
 
@@ -152,20 +154,6 @@ def base_parser(description: str) -> argparse.ArgumentParser:
 
 
 # -- processes -------------------------------------------------------------------------------------------------
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][:1] != "Z"
-    except OSError:
-        return False
-
-
 def server_pids_for(data_dir: Path) -> list[int]:
     """PIDs of tinykube server processes whose command line names this (unique, temporary) data dir."""
     out: list[int] = []

@@ -95,6 +95,22 @@ class Request:
         return True
 
 
+def _warning_headers(warnings: list[str]) -> list[tuple[bytes, bytes]]:
+    """``Warning`` headers, deduplicated and bounded as kube-apiserver's recorder does (4096 runes in all; past
+    that, 256 per warning): a body with thousands of unknown fields must not make the header block too big."""
+    warnings = list(dict.fromkeys(warnings))
+    if sum(len(w) for w in warnings) > 4096:
+        kept: list[str] = []
+        written = 0
+        for w in warnings:
+            if written >= 4096:
+                break
+            kept.append(w[:256])
+            written += len(kept[-1])
+        warnings = kept
+    return [(b"warning", _warning_header(w)) for w in warnings]
+
+
 def _warning_header(text: str) -> bytes:
     """A ``Warning: 299 - "text"`` value: quotes escaped and control characters (which may come from field
     names in the request) written as escapes, so the header stays valid HTTP."""
@@ -298,7 +314,7 @@ class ApiServer:
 
     async def _respond_obj(self, req: Request, send: Send, res: Resource, code: int, obj: dict[str, Any],
                            raw: bytes | None, warnings: list[str] | None = None) -> None:
-        extra = [(b"warning", _warning_header(w)) for w in (warnings or [])]
+        extra = _warning_headers(warnings or [])
         if req.wants_table() and obj.get("kind") == res.kind:
             body = orjson.dumps(tables.to_table(res, [obj], include_object=req.query.get("includeObject", "Metadata")))
             await self._send(send, code, body, extra, TABLE_CT)

@@ -699,14 +699,14 @@ class Registry:
         if ct not in PATCH_TYPES:
             raise errors.ApiError(415, "UnsupportedMediaType", f'the server does not support the patch type "{ct}"' if ct
                                   else "the content type of the patch is required")
+        if res.group == "events.k8s.io":  # apply too: it would store the events.k8s.io shape as a core Event
+            raise errors.method_not_allowed("patching events.k8s.io events is not supported; patch core/v1 events")
         if ct == PATCH_APPLY:
             return await self.apply(res, ns, name, body, opts, subresource)
         try:
             doc = check_depth(orjson.loads(body))
         except orjson.JSONDecodeError as ex:
             raise errors.bad_request(f"error decoding patch: {ex}") from None
-        if res.group == "events.k8s.io":
-            raise errors.method_not_allowed("patching events.k8s.io events is not supported; patch core/v1 events")
         cur = self._require_entry(res, ns, name)
         if subresource == "scale":
             view = self.scale_of(res, cur.obj)
