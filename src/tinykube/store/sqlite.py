@@ -12,6 +12,14 @@ object's last state) and removes the ``kv`` row. Compaction deletes log rows at
 or below a revision that are not some key's current value, and remembers the
 revision in ``meta`` so older watches answer 410 Gone.
 
+Checkpoints: SQLite copies the WAL back into the database inside the commit
+that crosses ``wal_autocheckpoint`` pages, with an fsync, on the event loop.
+Small, frequent checkpoints (256 pages, ~1 MiB) keep that stall to a few
+milliseconds; the default (1000) or larger gave 15-60 ms stalls that set the
+p99 of writes (bench/bench_latency.py). A checkpointer thread was tried and
+dropped: its fsyncs stalled the writer's own WAL writes, and under constant
+writes the WAL never wrapped.
+
 Durability: WAL with ``synchronous=NORMAL`` survives a crash or ``kill -9`` of
 the process at any moment (a commit returns only after its WAL frame is written
 to the OS); ``synchronous=FULL`` (``TINYKUBE_SYNC=full``) also survives power
@@ -56,7 +64,7 @@ class SqliteBackend:
             f"PRAGMA synchronous={sync};"
             "PRAGMA temp_store=MEMORY;"
             "PRAGMA cache_size=-65536;"
-            "PRAGMA wal_autocheckpoint=4000;" + _SCHEMA
+            "PRAGMA wal_autocheckpoint=256;" + _SCHEMA
         )
         row = self.db.execute("SELECT MAX(rev) FROM log").fetchone()
         self._rev = int(row[0] or 0)
