@@ -3256,6 +3256,15 @@ def _validate_lease_spec(v: _V, obj: Obj) -> None:
     v.get_str(spec, "holderIdentity", "spec")
 
 
+def _required_short(v: _V, obj: Obj, field: str, limit: int = 128) -> None:
+    """An event string field that must be set and at most ``limit`` characters long."""
+    value = v.get_str(obj, field, "")
+    if not value:
+        v.add(required(field))
+    if _blen(value) > limit:
+        v.add(invalid_value(field, "", f"can have at most {limit} characters"))
+
+
 def _validate_core_event(v: _V, obj: Obj) -> None:
     """Upstream's legacy (core/v1) event validation, then the generic ObjectMeta check it falls back on."""
     meta = _meta(v, obj)
@@ -3277,21 +3286,8 @@ def _validate_core_event(v: _V, obj: Obj) -> None:
             v.add(required("source"))
         for msg in is_qualified_name(rc):
             v.add(invalid_value("source", rc, msg))
-        ri = v.get_str(obj, "reportingInstance", "")
-        if not ri:
-            v.add(required("reportingInstance"))
-        if _blen(ri) > 128:
-            v.add(invalid_value("reportingInstance", "", "can have at most 128 characters"))
-        action = v.get_str(obj, "action", "")
-        if not action:
-            v.add(required("action"))
-        if _blen(action) > 128:
-            v.add(invalid_value("action", "", "can have at most 128 characters"))
-        reason = v.get_str(obj, "reason", "")
-        if not reason:
-            v.add(required("reason"))
-        if _blen(reason) > 128:
-            v.add(invalid_value("reason", "", "can have at most 128 characters"))
+        for field in ("reportingInstance", "action", "reason"):
+            _required_short(v, obj, field)
         if _blen(v.get_str(obj, "message", "")) > 1024:
             v.add(invalid_value("message", "", "can have at most 1024 characters"))
     for msg in is_dns1123_subdomain(namespace):
@@ -3313,21 +3309,8 @@ def _validate_events_v1_event(v: _V, obj: Obj) -> None:
         v.add(required("reportingController"))
     for msg in is_qualified_name(rc):
         v.add(invalid_value("reportingController", rc, msg))
-    ri = v.get_str(obj, "reportingInstance", "")
-    if not ri:
-        v.add(required("reportingInstance"))
-    if _blen(ri) > 128:
-        v.add(invalid_value("reportingInstance", "", "can have at most 128 characters"))
-    action = v.get_str(obj, "action", "")
-    if not action:
-        v.add(required("action"))
-    if _blen(action) > 128:
-        v.add(invalid_value("action", "", "can have at most 128 characters"))
-    reason = v.get_str(obj, "reason", "")
-    if not reason:
-        v.add(required("reason"))
-    if _blen(reason) > 128:
-        v.add(invalid_value("reason", "", "can have at most 128 characters"))
+    for field in ("reportingInstance", "action", "reason"):
+        _required_short(v, obj, field)
     if _blen(v.get_str(obj, "note", "")) > 1024:
         v.add(invalid_value("note", "", "can have at most 1024 characters"))
 
