@@ -740,9 +740,11 @@ def build_request(token: str, category: str, r: Resource, ct: str, shape: int, s
                   rnd: random.Random) -> FuzzRequest:
     g = Gen(rnd, token)
     headers = g.headers()
+    body: bytes | None = None
     if category == "create":
         # A valid object (keeps the population alive) or a mutated one, into a live namespace.
-        ns = g.pick([FUZZ_NS, FUZZ_NS, "default", "kube-system"]) if r.namespaced else None
+        # fz-0.. are namespaces too: the fuzzer deletes them, so the namespace controller empties them meanwhile.
+        ns = g.pick([FUZZ_NS, FUZZ_NS, "default", "kube-system", "fz-0", "fz-1"]) if r.namespaced else None
         name = g.pick([FUZZ_NS, "fuzz-b", *LIVE_NAMES, "fz-x"] if r.kind == "Namespace" else LIVE_NAMES)
         if g.chance(0.35):
             body, ct = g.object_body(r, name, ns, ct)
@@ -781,7 +783,6 @@ def build_request(token: str, category: str, r: Resource, ct: str, shape: int, s
         path, ns, name = g.resource_path(r, shape, sub)
         if r.kind == "Namespace" and name in UNDELETABLE_BY_FUZZER:
             path = item_path(r, None, "fz-2")
-        body: bytes | None = None
         if g.chance(0.5):
             opts: Any = {"kind": "DeleteOptions", "apiVersion": "v1"}
             for k in g.r.sample(["gracePeriodSeconds", "propagationPolicy", "preconditions", "orphanDependents",
@@ -808,7 +809,6 @@ def build_request(token: str, category: str, r: Resource, ct: str, shape: int, s
     if category == "anything":
         # Any method on real, bogus and weirdly encoded paths.
         path = g.pick(DISCOVERY_PATHS) if g.chance(0.5) else g.resource_path(r, shape, sub)[0]
-        body = None
         if method in ("POST", "PUT", "PATCH", "DELETE") or g.chance(0.15):
             body, ct = g.object_body(r, "fz-0", None, ct)
             headers["Content-Type"] = ct
@@ -886,6 +886,7 @@ class Runner:
         self.failures: list[Failure] = []
         self.transport_errors_in_a_row = 0
         self.gone: ServerGone | None = None
+        self.recent: collections.deque[FuzzRequest] = collections.deque(maxlen=15)  # for post-mortems
         self._lock = threading.Lock()
         self._watch_pool = ThreadPoolExecutor(max_workers=12, thread_name_prefix="fuzz-watch")
         self._watches: list[Future[None]] = []
@@ -895,8 +896,9 @@ class Runner:
 
     # Public -----------------------------------------------------------------------------------------------------
     def submit(self, batch: list[FuzzRequest]) -> None:
+        """Queue a batch for the sender thread (dropped once the server is gone)."""
         if self.gone is not None:
-            raise self.gone
+            return
         self.submitted += len(batch)
         self._queue.put(batch)
 
@@ -915,8 +917,9 @@ class Runner:
         self._watch_pool.shutdown(wait=False, cancel_futures=True)
 
     def send(self, req: FuzzRequest) -> None:
+        self.recent.append(req)
         if req.is_watch:
-            self._watches.append(self._watch_pool.submit(self._send_stream, req))
+            self._watches.append(self._watch_pool.submit(self._send_stream_guarded, req))
             return
         try:
             resp = self.client.send(self._build(req, httpx.Timeout(self.hang_timeout)))
@@ -939,8 +942,6 @@ class Runner:
                     break
                 try:
                     self.send(req)
-                except ServerGone as ex:
-                    self.gone = ex
                 except Exception as ex:  # a bug in the runner itself must not pass silently
                     self._fail(req, f"runner error: {ex!r}")
 
@@ -948,6 +949,12 @@ class Runner:
         # The raw request-target goes on the wire untouched (httpx would normalize `..` and escapes).
         return self.client.build_request(req.method, "/", headers=req.headers, content=req.body, timeout=timeout,
                                          extensions={"target": req.target.encode("ascii")})
+
+    def _send_stream_guarded(self, req: FuzzRequest) -> None:
+        try:
+            self._send_stream(req)
+        except Exception as ex:  # a bug in the runner itself must not pass silently
+            self._fail(req, f"runner error: {ex!r}")
 
     def _send_stream(self, req: FuzzRequest) -> None:
         n = req.watch_timeout
@@ -1002,8 +1009,8 @@ class Runner:
         self._fail(req, f"transport error (server crashed or dropped the connection): {ex!r}")
         with self._lock:
             self.transport_errors_in_a_row += 1
-            if self.transport_errors_in_a_row >= 10:
-                raise ServerGone(f"{self.transport_errors_in_a_row} transport errors in a row; last: {ex!r}")
+            if self.transport_errors_in_a_row >= 10 and self.gone is None:
+                self.gone = ServerGone(f"{self.transport_errors_in_a_row} transport errors in a row; last: {ex!r}")
 
     def _fail(self, req: FuzzRequest, problem: str) -> None:
         with self._lock:

@@ -5,7 +5,8 @@ garbage query parameters, mutated Kubernetes objects, broken encodings, every pa
 checked as it comes (no 5xx, no hang, every 4xx a ``Status``); afterwards the server process must be
 alive and ready, its log free of tracebacks, and its store consistent: every served resource lists, every
 listed object reads back at the same resourceVersion, pagination agrees with the full list, the built-in
-namespaces exist and an ordinary create/get/delete works.
+namespaces exist and an ordinary create/get/delete works — and, after a restart, everything reads back from
+disk unchanged.
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ def _consistency_problems(client: httpx.Client) -> list[str]:
             elif (g.json().get("metadata") or {}).get("resourceVersion") != rv:
                 problems.append(f"GET {res.plural} {key}: resourceVersion {g.json()['metadata'].get('resourceVersion')}"
                                 f" != listed {rv}")
-        paged = [o.get("metadata") if isinstance(o.get("metadata"), dict) else {} for o in _list_all(client, res, limit=3)]
+        paged: list[dict[str, Any]] = [o["metadata"] if isinstance(o.get("metadata"), dict) else {}
+                                       for o in _list_all(client, res, limit=3)]
         paged_keys = sorted((str(md.get("namespace") or ""), str(md.get("name")), str(md.get("resourceVersion")))
                             for md in paged)
         full_keys = sorted((k[0], k[1], v) for k, v in seen.items())
@@ -141,6 +143,39 @@ def _assert_consistent(client: httpx.Client) -> None:
             return
         time.sleep(1)
     raise AssertionError("store inconsistent after fuzzing:\n" + "\n".join(problems[:50]))
+
+
+def _snapshot(client: httpx.Client) -> tuple[dict[tuple[str, str, str], str], set[str]]:
+    """Every stored object's resourceVersion by (resource, namespace, name), and the terminating namespaces."""
+    objs: dict[tuple[str, str, str], str] = {}
+    terminating: set[str] = set()
+    for res in RESOURCES:
+        if res.group == "events.k8s.io":
+            continue  # a view of core events
+        for o in _list_all(client, res):
+            md = o["metadata"]
+            objs[(res.qualified, md.get("namespace") or "", md["name"])] = md["resourceVersion"]
+            if res.kind == "Namespace" and md.get("deletionTimestamp"):
+                terminating.add(md["name"])
+    return objs, terminating
+
+
+def _assert_survives_restart(cluster: Cluster, client: httpx.Client) -> httpx.Client:
+    """Restart the server: everything it acknowledged is read back from disk unchanged.
+
+    (Namespaces being deleted, and what is in them, may move on: the namespace controller resumes.)
+    """
+    before, terminating = _snapshot(client)
+    client.close()
+    cluster.down()
+    cluster.up("--no-kubeconfig-merge")
+    token = (cluster.data_dir / "token").read_text().strip()
+    client = make_client(cluster.state["url"], token, str(cluster.data_dir / "ca.crt"))
+    after, _ = _snapshot(client)
+    lost = [f"{k}: rv {rv} -> {after.get(k)}" for k, rv in sorted(before.items())
+            if k[1] not in terminating and not (k[0] == "namespaces" and k[2] in terminating) and after.get(k) != rv]
+    assert not lost, f"{len(lost)} objects differ after a restart:\n" + "\n".join(lost[:50])
+    return client
 
 
 def _assert_ordinary_crud(client: httpx.Client) -> None:
@@ -175,7 +210,7 @@ def test_fuzz_api_server(cluster: Cluster) -> None:
 
         t0 = time.monotonic()
         rounds = 0
-        while runner.submitted < TARGET_REQUESTS and rounds < 5:
+        while runner.submitted < TARGET_REQUESTS and runner.gone is None and rounds < 5:
             fuzz()
             rounds += 1
         runner.finish()
@@ -183,10 +218,12 @@ def test_fuzz_api_server(cluster: Cluster) -> None:
         report = summarize(runner, elapsed)
         print("\nfuzz:", report)
 
+        if runner.gone is not None:
+            last = "\n".join(f"- {r.describe()}" for r in runner.recent)
+            raise AssertionError(f"the server went away: {runner.gone}; {report}\nlast requests sent:\n{last}")
         if runner.failures:
             lines = [f"- {f.problem}\n    {f.request.describe()}" for f in runner.failures[:40]]
             raise AssertionError(f"{len(runner.failures)} bad answers; {report}\n" + "\n".join(lines))
-        assert runner.gone is None, report
         assert runner.sent >= TARGET_REQUESTS, report
         assert not [k for k in runner.statuses if k >= 500 or k < 0], report
 
@@ -201,6 +238,9 @@ def test_fuzz_api_server(cluster: Cluster) -> None:
                 f.seek(log_start)
                 tail = f.read().decode("utf-8", "replace")
             assert "Traceback" not in tail and "internal error" not in tail, tail[-5000:]
+        client = _assert_survives_restart(cluster, client)
+        _assert_consistent(client)
+        _assert_ordinary_crud(client)
     finally:
         runner.close()
         client.close()

@@ -22,7 +22,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs
 
 import orjson
 
@@ -205,7 +205,7 @@ class ApiServer:
             return
         if not path.startswith("/"):  # "OPTIONS *" and other non-path request-targets
             raise self._path_not_found()
-        parts = [unquote(p) for p in path.split("/")[1:]]
+        parts = path.split("/")[1:]  # uvicorn has already percent-decoded the path: decode once only
         if parts[0] == "api":
             if len(parts) == 1:
                 return await self._discovery_root(req, send, core=True)
