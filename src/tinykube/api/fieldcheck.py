@@ -149,6 +149,35 @@ def unknown_fields(group: str, version: str, kind: str, obj: dict[str, Any]) -> 
     return out
 
 
+def _prune(node: _Node, value: Any) -> None:
+    kind = node.kind
+    if kind == OBJECT:
+        if type(value) is not dict:
+            return
+        props = node.props
+        for key in [k for k in value if k not in props]:
+            del value[key]
+        for key, v in value.items():
+            child = props[key]
+            if child.kind != ANY and v is not None:
+                _prune(child, v)
+    elif kind in (LIST, MAP):
+        if type(value) not in (list, dict):
+            return
+        item = node.item
+        for v in value if type(value) is list else value.values():
+            if v is not None:
+                _prune(item, v)
+
+
+def prune_unknown(group: str, version: str, kind: str, obj: dict[str, Any]) -> None:
+    """Drop, in place, the fields the kind's schema does not declare (what decoding into Kubernetes' typed
+    structs does when fieldValidation is Warn or Ignore)."""
+    node = _kind_node(group, version, kind)
+    if node is not None:
+        _prune(node, obj)
+
+
 def _quote(s: str) -> str:
     """Go's ``%q`` for a field path (JSON string quoting agrees for everything a path can hold)."""
     return orjson.dumps(s).decode()

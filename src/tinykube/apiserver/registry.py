@@ -283,8 +283,6 @@ class Registry:
     def _field_check(self, res: Resource, obj: dict[str, Any], opts: Options, warnings: list[str],
                      patching: bool = False) -> None:
         mode = opts.field_validation or "Warn"
-        if mode == "Ignore":
-            return
         unknown = fieldcheck.unknown_fields(res.group, res.version, res.kind, obj)
         if not unknown:
             return
@@ -292,7 +290,10 @@ class Registry:
             if patching:
                 raise fieldcheck.strict_error(unknown)
             raise fieldcheck.strict_error(unknown, res.kind, res.version)
-        warnings.extend(fieldcheck.warnings(unknown))
+        if mode == "Warn":
+            warnings.extend(fieldcheck.warnings(unknown))
+        # As decoding into Kubernetes' typed objects does: unknown fields are never stored.
+        fieldcheck.prune_unknown(res.group, res.version, res.kind, obj)
 
     def _decode_body(self, res: Resource, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):

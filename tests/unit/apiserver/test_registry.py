@@ -188,3 +188,21 @@ async def test_system_namespaces_cannot_be_deleted(env: Any) -> None:
         with pytest.raises(errors.ApiError) as ei:
             await reg.delete(NS, None, name, {})
         assert ei.value.code == 403 and "may not be deleted" in ei.value.message
+
+
+async def test_unknown_fields_are_dropped_unless_strict(env: Any) -> None:
+    reg, _ = env
+    body = deployment("unk")
+    body["spec"]["bogus"] = 1
+    body["spec"]["template"]["spec"]["containers"][0]["imagee"] = "x"
+    body["metadata"]["labels"] = {"free.form/keys": "ok"}
+    r = await reg.create(DEPLOY, "default", body, Options(field_validation="Warn"))
+    assert r.warnings and any("spec.bogus" in w for w in r.warnings)
+    stored = reg.store.get(DEPLOY.key("default", "unk")).obj
+    assert "bogus" not in stored["spec"] and "imagee" not in stored["spec"]["template"]["spec"]["containers"][0]
+    assert stored["metadata"]["labels"] == {"free.form/keys": "ok"}
+    body = deployment("unk2")
+    body["spec"]["bogus"] = 1
+    with pytest.raises(errors.ApiError) as ei:
+        await reg.create(DEPLOY, "default", body, Options(field_validation="Strict"))
+    assert ei.value.code == 400 and 'unknown field "spec.bogus"' in ei.value.message
