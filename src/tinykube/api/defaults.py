@@ -11,11 +11,10 @@ and so on. It is idempotent and safe to run on every write.
 A few things upstream does on create only, in the registry strategies and
 admission rather than in defaulting, are separate:
 
-* :func:`default_pod_status` - a new Pod's ``status`` (``Pending`` and its QoS class);
-* :func:`prepare_for_create` / :func:`prepare_for_update` - the strategies'
-  ``PrepareForCreate``/``PrepareForUpdate`` (status reset or carried over,
-  ``generation``, the Namespace ``kubernetes`` finalizer, Service
-  ``clusterIP``/``clusterIPs`` normalisation, system metadata kept on update).
+* :func:`default_pod_status` - a new Pod's ``status`` (``Pending`` and its QoS class).
+
+The strategies' ``PrepareForCreate``/``PrepareForUpdate`` (system metadata,
+status/spec split, ``generation``) live in :mod:`tinykube.apiserver.registry`.
 
 Allocation (cluster IPs, node ports) and admission plugins (service account
 token volume, default tolerations) are not done here.
@@ -26,7 +25,6 @@ Objects are plain JSON dicts; fields of an unexpected type are left alone (valid
 from __future__ import annotations
 
 import base64
-import copy
 import re
 from decimal import Decimal
 from typing import Any
@@ -501,7 +499,7 @@ def apply_defaults(resource: Resource, obj: dict[str, Any], *, creating: bool | 
     Only the Namespace ``kubernetes`` finalizer depends on ``creating``: a Namespace
     without ``spec.finalizers`` always gets ``[kubernetes]``; with ``creating=True``
     the finalizer is also appended to a list that lacks it (upstream's create-time
-    rule; on update the list is the namespace controller's, see :func:`prepare_for_update`).
+    rule; on update the list is the namespace controller's).
     """
     if not isinstance(obj, dict):
         return
@@ -527,132 +525,3 @@ def apply_defaults(resource: Resource, obj: dict[str, Any], *, creating: bool | 
         _default_endpoints(obj)
     elif kind == ("discovery.k8s.io", "EndpointSlice"):
         _default_endpoint_slice(obj)
-
-
-# ---------------------------------------------------------------------------
-# Registry strategies: create/update preparation
-# ---------------------------------------------------------------------------
-
-_SPEC_STATUS_KINDS = {("apps", "Deployment"), ("apps", "ReplicaSet")}
-
-
-def prepare_for_create(resource: Resource, obj: dict[str, Any]) -> None:
-    """The strategies' ``PrepareForCreate`` for our kinds; call after :func:`apply_defaults`.
-
-    Deployments and ReplicaSets start with an empty status and ``generation`` 1;
-    a Pod gets :func:`default_pod_status`; a Service starts with an empty status;
-    a Namespace gets ``status.phase: Active`` and the ``kubernetes`` finalizer.
-    """
-    if not isinstance(obj, dict):
-        return
-    kind = (resource.group, resource.kind)
-    meta = _map(obj, "metadata")
-    if kind in _SPEC_STATUS_KINDS:
-        obj["status"] = {}
-        if meta is not None:
-            meta["generation"] = 1
-    elif kind == ("", "Pod"):
-        default_pod_status(obj)
-    elif kind == ("", "Service"):
-        obj["status"] = {"loadBalancer": {}}
-    elif kind == ("", "Namespace"):
-        obj["status"] = {"phase": "Active"}
-        _add_kubernetes_finalizer(obj)
-
-
-def _sem(x: Any) -> Any:
-    """Nulls and empty lists/maps dropped, for upstream-style semantic comparison."""
-    if isinstance(x, dict):
-        out = {k: _sem(v) for k, v in x.items()}
-        return {k: v for k, v in out.items() if v not in (None, {}, [])}
-    if isinstance(x, list):
-        return [_sem(i) for i in x]
-    return x
-
-
-def prepare_for_update(resource: Resource, obj: dict[str, Any], old: dict[str, Any]) -> None:
-    """``rest.BeforeUpdate`` and the strategies' ``PrepareForUpdate``; call before validation.
-
-    System metadata the client left out (uid, creationTimestamp, deletion fields) is
-    kept from ``old``; a Namespace keeps its ``spec.finalizers``; ``generation`` is kept, and bumped when a Deployment's spec or
-    annotations (or a ReplicaSet's spec) change; the status of kinds with a status
-    subresource is carried over; Service cluster IPs and node ports left out are kept
-    from ``old``, as upstream's service REST does.
-    """
-    if not isinstance(obj, dict) or not isinstance(old, dict):
-        return
-    meta = _ensure_map(obj, "metadata")
-    old_meta = _map(old, "metadata") or {}
-    if meta is None:
-        return
-    for key in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"):
-        if meta.get(key) in (None, "") and old_meta.get(key) not in (None, ""):
-            meta[key] = old_meta[key]
-    if old_meta.get("generation") is not None:
-        meta["generation"] = old_meta["generation"]
-    kind = (resource.group, resource.kind)
-    if kind in _SPEC_STATUS_KINDS:
-        if "status" in old:
-            obj["status"] = copy.deepcopy(old["status"])
-        else:
-            obj.pop("status", None)
-        changed = _sem(obj.get("spec")) != _sem(old.get("spec"))
-        if kind[1] == "Deployment":
-            changed = changed or _sem(meta.get("annotations")) != _sem(old_meta.get("annotations"))
-        if changed and isinstance(old_meta.get("generation"), int):
-            meta["generation"] = old_meta["generation"] + 1
-    elif kind in (("", "Pod"), ("", "Service"), ("", "Node"), ("", "Namespace")):
-        if "status" in old:
-            obj["status"] = copy.deepcopy(old["status"])
-    if kind == ("", "Namespace"):
-        # spec.finalizers only change through the finalize subresource
-        old_fin = (_map(old, "spec") or {}).get("finalizers")
-        spec = _ensure_map(obj, "spec")
-        if spec is not None:
-            if old_fin is None:
-                spec.pop("finalizers", None)
-            else:
-                spec["finalizers"] = copy.deepcopy(old_fin)
-    if kind == ("", "Service"):
-        _patch_service_allocations(obj, old)
-
-
-def _patch_service_allocations(obj: Obj, old: Obj) -> None:
-    spec = _map(obj, "spec")
-    old_spec = _map(old, "spec")
-    if spec is None or old_spec is None:
-        return
-    # NormalizeClusterIPs (update) and patchAllocatedValues: keep what the client did not send.
-    new_ip, old_ip = spec.get("clusterIP"), old_spec.get("clusterIP")
-    needs_ip = spec.get("type") != "ExternalName" and old_spec.get("type") != "ExternalName"
-    if needs_ip and new_ip in (None, "") and old_ip not in (None, ""):
-        spec["clusterIP"] = old_ip
-        new_ip = old_ip
-        if not spec.get("clusterIPs") and old_spec.get("clusterIPs"):
-            spec["clusterIPs"] = copy.deepcopy(old_spec["clusterIPs"])
-    if old_spec.get("clusterIPs") and not spec.get("clusterIPs") and new_ip == old_ip:
-        spec["clusterIPs"] = copy.deepcopy(old_spec["clusterIPs"])
-    if new_ip != old_ip and isinstance(new_ip, str) and new_ip and spec.get("clusterIPs") == old_spec.get("clusterIPs"):
-        spec["clusterIPs"] = [new_ip]
-    if needs_ip:
-        for key in ("ipFamilies", "ipFamilyPolicy"):
-            if spec.get(key) in (None, []) and old_spec.get(key) not in (None, []):
-                spec[key] = copy.deepcopy(old_spec[key])
-    if spec.get("type") in ("NodePort", "LoadBalancer") and old_spec.get("type") in ("NodePort", "LoadBalancer"):
-        old_ports = {
-            (p.get("protocol") or "TCP", p.get("port")): p.get("nodePort")
-            for p in _dicts(old_spec, "ports")
-            if isinstance(p.get("port"), int) and isinstance(p.get("protocol") or "TCP", str)
-        }
-        for port in _dicts(spec, "ports"):
-            pkey = (port.get("protocol") or "TCP", port.get("port"))
-            if not port.get("nodePort") and isinstance(pkey[0], str) and isinstance(pkey[1], int):
-                if old_ports.get(pkey):
-                    port["nodePort"] = old_ports[pkey]
-        if (
-            spec.get("externalTrafficPolicy") == "Local"
-            and old_spec.get("externalTrafficPolicy") == "Local"
-            and not spec.get("healthCheckNodePort")
-            and old_spec.get("healthCheckNodePort")
-        ):
-            spec["healthCheckNodePort"] = old_spec["healthCheckNodePort"]

@@ -15,8 +15,6 @@ from tinykube.api.defaults import (
     default_pull_policy,
     image_tag,
     pod_qos_class,
-    prepare_for_create,
-    prepare_for_update,
 )
 from tinykube.api.resources import RESOURCES, Resource, by_kind
 from tinykube.api.validation import validate
@@ -432,53 +430,6 @@ def test_defaulting_is_idempotent(resource: Resource) -> None:
 
 
 # ---------------------------------------------------------------------------
-# Create/update preparation
-# ---------------------------------------------------------------------------
-
-
-def test_prepare_for_create() -> None:
-    dep = minimal_deployment()
-    dep["status"] = {"replicas": 9}
-    apply_defaults(DEPLOY, dep)
-    prepare_for_create(DEPLOY, dep)
-    assert dep["status"] == {}
-    assert dep["metadata"]["generation"] == 1
-    ns: dict[str, Any] = {"metadata": {"name": "a"}, "spec": {"finalizers": ["example.com/x"]}}
-    prepare_for_create(NS, ns)
-    assert ns["spec"]["finalizers"] == ["example.com/x", "kubernetes"]
-    assert ns["status"] == {"phase": "Active"}
-
-
-def test_prepare_for_update_deployment_generation_and_status() -> None:
-    old = minimal_deployment()
-    apply_defaults(DEPLOY, old)
-    old["metadata"].update({"uid": "u1", "creationTimestamp": "t", "generation": 3, "resourceVersion": "5"})
-    old["status"] = {"replicas": 1}
-    new = copy.deepcopy(old)
-    del new["metadata"]["uid"]
-    new["status"] = {"replicas": 100}
-    prepare_for_update(DEPLOY, new, old)
-    assert new["metadata"]["uid"] == "u1"
-    assert new["metadata"]["generation"] == 3
-    assert new["status"] == {"replicas": 1}
-    new["spec"]["replicas"] = 4
-    prepare_for_update(DEPLOY, new, old)
-    assert new["metadata"]["generation"] == 4
-
-
-def test_prepare_for_update_keeps_service_allocations() -> None:
-    old = _service(type="NodePort", clusterIP="10.96.0.5", ports=[{"port": 80, "nodePort": 30080}])
-    apply_defaults(SVC, old)
-    new = _service(type="NodePort", ports=[{"port": 80}])
-    apply_defaults(SVC, new)
-    prepare_for_update(SVC, new, old)
-    assert new["spec"]["clusterIP"] == "10.96.0.5"
-    assert new["spec"]["clusterIPs"] == ["10.96.0.5"]
-    assert new["spec"]["ports"][0]["nodePort"] == 30080
-    assert validate(SVC, new, old) == []
-
-
-# ---------------------------------------------------------------------------
 # Junk never raises
 # ---------------------------------------------------------------------------
 
@@ -500,7 +451,5 @@ _JUNK = st.recursive(
 def test_junk_never_raises(resource: Resource, obj: Any, old: Any) -> None:
     apply_defaults(resource, obj)
     if isinstance(obj, dict):
-        prepare_for_create(resource, copy.deepcopy(obj))
-        prepare_for_update(resource, copy.deepcopy(obj), old)
         if resource.kind == "Pod":
             default_pod_status(obj)
