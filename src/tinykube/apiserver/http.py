@@ -266,9 +266,8 @@ class ApiServer:
 
     async def _discovery_root(self, req: Request, send: Send, core: bool) -> None:
         if "as=APIGroupDiscoveryList" in req.accept:
-            ver = "v2" if "v=v2;" in req.accept.replace(" ", "") + ";" or "v=v2," in req.accept else "v2beta1"
-            if "v=v2" not in req.accept:
-                ver = "v2beta1"
+            # kubectl lists v2 first, then v2beta1; answer v2 whenever it is among the accepted forms.
+            ver = "v2" if ";v=v2;" in req.accept.replace(" ", "") else "v2beta1"
             ct = discovery.AGGREGATED_CT_V2 if ver == "v2" else discovery.AGGREGATED_CT_V2BETA1
             await self._send(send, 200, discovery.aggregated(core, ver), [(b"vary", b"Accept")], content_type=ct.encode())
             return

@@ -21,13 +21,13 @@ import secrets as pysecrets
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from ..api import defaults, errors, events, fieldcheck, selectors, validation
-from ..api.resources import Resource, by_kind, lookup
+from ..api.resources import Resource, lookup
 from ..store.store import Compacted, Entry, KeyExists, KeyNotFound, RevisionConflict, Store, Watch
 from . import allocators, patch
 
@@ -49,10 +49,6 @@ SCALE_RES = Resource("autoscaling", "v1", "Scale", "scale", "scale", True)
 
 def now_rfc3339(t: float | None = None) -> str:
     return datetime.fromtimestamp(t if t is not None else time.time(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def now_micro() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def random_suffix(n: int = 5) -> str:
@@ -224,9 +220,6 @@ class Registry:
         self.store = store
 
     # -- helpers ---------------------------------------------------------------------------------------------
-    def _key(self, res: Resource, ns: str | None, name: str) -> str:
-        return res.key(ns, name)
-
     def _require_entry(self, res: Resource, ns: str | None, name: str) -> Entry:
         e = self.store.get(res.key(ns, name))
         if e is None:
@@ -576,9 +569,7 @@ class Registry:
             self._field_check(res, obj, opts, warnings, patching)
         old = cur.obj
         new = self._prepare_update(res, old, obj, subresource)
-        if subresource == "finalize":
-            pass
-        else:
+        if subresource != "finalize":
             defaults.apply_defaults(res, new)
         if subresource == "status":
             errs = validation.validate_status(res, new, old)
@@ -930,13 +921,3 @@ class Registry:
                 if ex.code != 409:
                     raise
 
-
-def resource_for_object(obj: dict[str, Any]) -> Resource | None:
-    api_version = obj.get("apiVersion", "")
-    group, _, version = str(api_version).rpartition("/")
-    return by_kind(group, version, str(obj.get("kind", "")))
-
-
-def deadline_passed(ts: str, now: float | None = None) -> bool:
-    t = datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    return t <= datetime.fromtimestamp(now if now is not None else time.time(), UTC) + timedelta(seconds=0)

@@ -119,12 +119,9 @@ class Watch:
     async def next(self, timeout: float | None = None) -> Event | None:
         if self.closed and self.queue.empty():
             return None
-        try:
-            if timeout is None:
-                return await self.queue.get()
-            return await asyncio.wait_for(self.queue.get(), timeout)
-        except TimeoutError:
-            raise
+        if timeout is None:
+            return await self.queue.get()
+        return await asyncio.wait_for(self.queue.get(), timeout)  # TimeoutError when nothing came
 
     def close(self) -> None:
         if not self.closed:
@@ -150,9 +147,6 @@ class Store:
         self._listeners: list[Callable[[Event], None]] = []
 
     # -- encoding --------------------------------------------------------------------------------------------
-    def _encrypts(self, key: str) -> bool:
-        return self.encryptor is not None and key.startswith(ENCRYPTED_PREFIXES)
-
     def _encode(self, key: str, raw: bytes) -> bytes:
         if self.encryptor is not None and key.startswith(ENCRYPTED_PREFIXES):
             return self.encryptor.encrypt(key, raw)
