@@ -94,6 +94,18 @@ def lookup(group: str, version: str, plural: str) -> Resource | None:
     return _BY_GVR.get((group, version, plural))
 
 
+def must(group: str, version: str, plural: str) -> Resource:
+    """A resource that is known to exist (module-level constants of controllers and clients)."""
+    return _BY_GVR[(group, version, plural)]
+
+
+PODS = must("", "v1", "pods")
+NODES = must("", "v1", "nodes")
+EVENTS = must("", "v1", "events")
+DEPLOYMENTS = must("apps", "v1", "deployments")
+REPLICASETS = must("apps", "v1", "replicasets")
+
+
 def by_kind(group: str, version: str, kind: str) -> Resource | None:
     return _BY_GVK.get((group, version, kind))
 

@@ -17,16 +17,15 @@ from __future__ import annotations
 import base64
 import builtins
 import functools
-import secrets as pysecrets
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from ..api import defaults, errors, events, fieldcheck, selectors, validation
+from ..api.meta import now_rfc3339, random_suffix
 from ..api.resources import Resource, lookup
 from ..store.store import Compacted, Entry, KeyExists, KeyNotFound, RevisionConflict, Store, Watch
 from . import allocators, patch
@@ -35,7 +34,6 @@ IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
 GENERATION_KINDS = {"Deployment", "ReplicaSet"}
 RETURN_DELETED_OBJECT = {"Pod", "Namespace", "Node", "Event"}
 CREATE_ON_UPDATE = {"Endpoints", "Lease", "Event", "EndpointSlice", "Node"}
-NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 PATCH_JSON = "application/json-patch+json"
 PATCH_MERGE = "application/merge-patch+json"
@@ -45,14 +43,6 @@ PATCH_APPLY_CBOR = "application/apply-patch+cbor"
 PATCH_TYPES = (PATCH_JSON, PATCH_MERGE, PATCH_STRATEGIC, PATCH_APPLY)
 
 SCALE_RES = Resource("autoscaling", "v1", "Scale", "scale", "scale", True)
-
-
-def now_rfc3339(t: float | None = None) -> str:
-    return datetime.fromtimestamp(t if t is not None else time.time(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def random_suffix(n: int = 5) -> str:
-    return "".join(pysecrets.choice(NAME_ALPHABET) for _ in range(n))
 
 
 # Deeper request bodies are refused (400): the code that walks objects (patches, field checks, managedFields)

@@ -16,9 +16,9 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
 from typing import Any
 
+from tinykube.api.meta import parse_timestamp
 from tinykube.api.resources import Resource
 
 __all__ = [
@@ -77,21 +77,6 @@ def human_duration(seconds: float) -> str:
         rest = days % 365
         return f"{years}y{rest}d" if rest else f"{years}y"
     return f"{years}y"
-
-
-def parse_timestamp(ts: Any) -> float | None:
-    """Epoch seconds of an RFC 3339 timestamp (``Time`` or ``MicroTime``); None when unset, zero or unparsable."""
-    if not isinstance(ts, str) or not ts:
-        return None
-    try:
-        parsed = datetime.fromisoformat(ts)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        return None
-    if parsed.year == 1 and parsed.month == 1 and parsed.day == 1 and parsed.hour == 0 and parsed.minute == 0:
-        return None  # Go's zero time ("0001-01-01T00:00:00Z") means "unset"
-    return parsed.timestamp()
 
 
 def format_age(ts: Any, now: float) -> str:

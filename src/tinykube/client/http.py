@@ -89,6 +89,12 @@ class HttpClient:
         params = {"labelSelector": label_selector} if label_selector else {}
         self._check(await self.http.request("DELETE", _path(res, ns), params=params))
 
+    async def bind(self, ns: str, pod: str, node: str) -> None:
+        body = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": pod, "namespace": ns},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
+        self._check(await self.http.post(f"/api/v1/namespaces/{ns}/pods/{pod}/binding", content=orjson.dumps(body),
+                                         headers={"Content-Type": "application/json"}))
+
     async def watch(self, res: Resource, ns: str | None, resource_version: str) -> AsyncIterator[tuple[str, Obj]]:
         params = {"watch": "true", "resourceVersion": resource_version, "allowWatchBookmarks": "true"}
         async with self.http.stream("GET", _path(res, ns), params=params) as r:

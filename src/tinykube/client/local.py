@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from ..api import errors
-from ..api.resources import Resource
+from ..api.resources import PODS, Resource
 from ..apiserver.registry import PATCH_JSON, PATCH_MERGE, PATCH_STRATEGIC, Options, Registry
 from .base import Obj
 
@@ -62,6 +62,9 @@ class LocalClient:
 
     async def delete_collection(self, res: Resource, ns: str | None, label_selector: str = "") -> None:
         await self.registry.delete_collection(res, ns, label_selector, "", {"propagationPolicy": "Background"})
+
+    async def bind(self, ns: str, pod: str, node: str) -> None:
+        await self.registry.bind(PODS, ns, pod, {"target": {"kind": "Node", "name": node}}, self._opts())
 
     async def watch(self, res: Resource, ns: str | None, resource_version: str) -> AsyncIterator[tuple[str, Obj]]:
         w, initial = self.registry.watch(res, ns, resource_version)

@@ -1,0 +1,41 @@
+"""Small helpers on object metadata shared by the API server and components: timestamps and generated names."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+# Kubernetes' "safe" alphabet (no vowels, no 0/1/3 that read as letters): generated names and template hashes.
+NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def now_rfc3339(t: float | None = None) -> str:
+    """An RFC 3339 ``Time`` (second precision, UTC) for epoch seconds ``t`` (now by default)."""
+    return datetime.fromtimestamp(t if t is not None else time.time(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def now_micro(t: float | None = None) -> str:
+    """An RFC 3339 ``MicroTime`` (microsecond precision, UTC), as Leases and events.k8s.io use."""
+    return datetime.fromtimestamp(t if t is not None else time.time(), UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_timestamp(ts: Any) -> float | None:
+    """Epoch seconds of an RFC 3339 timestamp (``Time`` or ``MicroTime``); None when unset, zero or unparsable."""
+    if not isinstance(ts, str) or not ts:
+        return None
+    try:
+        parsed = datetime.fromisoformat(ts)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return None
+    if parsed.year == 1 and parsed.month == 1 and parsed.day == 1 and parsed.hour == 0 and parsed.minute == 0:
+        return None  # Go's zero time ("0001-01-01T00:00:00Z") means "unset"
+    return parsed.timestamp()
+
+
+def random_suffix(n: int = 5) -> str:
+    """``n`` random characters of the safe alphabet (what generateName appends)."""
+    return "".join(secrets.choice(NAME_ALPHABET) for _ in range(n))
