@@ -120,3 +120,25 @@ def fresh_cluster(tmp_path: Path) -> Iterator[Cluster]:
         stop(c)
     except AssertionError:
         raise
+
+
+@pytest.fixture(scope="module")
+def sim_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A cluster with no real node and three simulated ones (``--nodes 0 --simulated-nodes 3``)."""
+    _require_kubectl()
+    c = new_cluster(tmp_path_factory.mktemp("simcluster"))
+    c.up("--no-kubeconfig-merge", "--nodes", "0", "--simulated-nodes", "3")
+    yield c
+    stop(c)
+
+
+def wait_for(pred: Any, timeout: float = 30.0, interval: float = 0.1, what: str = "condition") -> Any:
+    """Poll ``pred()`` until it returns a truthy value (returned); fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -76,8 +77,40 @@ def _merge_kubeconfig(data_dir: Path) -> Path:
     return target
 
 
+CLUSTER_FILE = "cluster.json"
+
+
+def cluster_settings(data_dir: Path, a: argparse.Namespace, save: bool = True) -> dict[str, int]:
+    """Node counts for this data dir: flags given now win and are saved; otherwise what the first ``up`` chose."""
+    path = data_dir / CLUSTER_FILE
+    saved: dict[str, int] = {}
+    if path.exists():
+        try:
+            loaded = json.loads(path.read_text())
+            saved = {k: int(v) for k, v in loaded.items() if k in ("nodes", "simulated_nodes")}
+        except (OSError, ValueError, TypeError, AttributeError):
+            saved = {}
+    settings = {"nodes": 1, "simulated_nodes": 0, **saved}
+    if a.nodes is not None:
+        settings["nodes"] = a.nodes
+    if a.simulated_nodes is not None:
+        settings["simulated_nodes"] = a.simulated_nodes
+    if save and settings != saved:
+        path.write_text(json.dumps(settings) + "\n")
+    return settings
+
+
+def cluster_settings_saved(data_dir: Path) -> dict[str, int]:
+    return cluster_settings(data_dir, argparse.Namespace(nodes=None, simulated_nodes=None), save=False)
+
+
 def cmd_up(a: argparse.Namespace) -> int:
     data_dir = _data_dir(a)
+    for flag in ("nodes", "simulated_nodes"):
+        v = getattr(a, flag)
+        if v is not None and v < 0:
+            print(f"tinykube: --{flag.replace('_', '-')} must be 0 or more", file=sys.stderr)
+            return 2
     t0 = time.monotonic()
     running = running_pid(data_dir)
     if running:
@@ -85,6 +118,7 @@ def cmd_up(a: argparse.Namespace) -> int:
         print(f"tinykube is already running at {st.get('url')} (pid {pid}, data dir {data_dir})")
         return 0
     data_dir.mkdir(parents=True, exist_ok=True)
+    settings = cluster_settings(data_dir, a)
     if a.foreground:
         import asyncio
         import logging
@@ -100,7 +134,8 @@ def cmd_up(a: argparse.Namespace) -> int:
             print(f"tinykube is up at {url} in {time.monotonic() - t0:.2f}s (data dir {data_dir}); Ctrl-C stops it",
                   flush=True)
 
-        cfg = Config(data_dir, a.port, a.bind, float(os.environ.get("TINYKUBE_COMPACT_INTERVAL", "300")))
+        cfg = Config(data_dir, a.port, a.bind, float(os.environ.get("TINYKUBE_COMPACT_INTERVAL", "300")),
+                     settings["simulated_nodes"])
         try:
             import uvloop
 
@@ -112,7 +147,7 @@ def cmd_up(a: argparse.Namespace) -> int:
     log_path = data_dir / "server.log"
     logf = open(log_path, "ab")
     cmd = [sys.executable, "-m", "tinykube.server", "--data-dir", str(data_dir), "--port", str(a.port),
-           "--bind", a.bind, "--ready-fd", str(w)]
+           "--bind", a.bind, "--ready-fd", str(w), "--simulated-nodes", str(settings["simulated_nodes"])]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, pass_fds=(w,),
                             start_new_session=True, close_fds=True)
     os.close(w)
@@ -227,7 +262,12 @@ def cmd_status(a: argparse.Namespace) -> int:
         print(f"api:        {st.get('url')}")
         print("components:")
         print(f"  apiserver             pid {pid}")
-        print(f"  namespace-controller  pid {pid} (in-process)")
+        for comp in ("namespace-controller", "replicaset-controller", "deployment-controller", "garbage-collector",
+                     "scheduler"):
+            print(f"  {comp:<22}pid {pid} (in-process)")
+        sim = cluster_settings_saved(data_dir).get("simulated_nodes", 0)
+        if sim:
+            print(f"  {'simulated-nodes':<22}pid {pid} (in-process, {sim} nodes)")
     else:
         print(f"cluster:    stopped (data dir {data_dir})")
     print(f"store:      {db} ({_human_size(size)})")
@@ -251,6 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
     up = add("up", "start a cluster (returns once the API answers)")
     up.add_argument("--port", type=int, default=6443, help="API port (0: any free port; 6443 falls back to a free one)")
     up.add_argument("--bind", default="127.0.0.1", help="address the API listens on")
+    up.add_argument("--nodes", type=int, default=None,
+                    help="real (process-running) nodes; saved in the data dir (default 1)")
+    up.add_argument("--simulated-nodes", type=int, default=None,
+                    help="simulated (kwok-like) nodes beside the real ones; saved in the data dir (default 0)")
     up.add_argument("--foreground", action="store_true", help="stay in the foreground; SIGTERM/SIGINT stop")
     up.add_argument("--no-kubeconfig-merge", action="store_true", help="do not merge the context into ~/.kube/config")
     up.set_defaults(fn=cmd_up)

@@ -30,12 +30,12 @@ from typing import Any
 from ..apiserver.http import ApiServer
 from ..apiserver.registry import Registry
 from ..client.local import LocalClient
-from ..controllers.namespace.controller import NamespaceController
 from ..fileutil import write_private
 from ..store.crypto import Encryptor
 from ..store.sqlite import SqliteBackend
 from ..store.store import Store
 from . import pki
+from .manager import ControllerManager, ManagerOptions
 from .state import STATE_FILE
 
 log = logging.getLogger("tinykube.server")
@@ -52,6 +52,7 @@ class Config:
     port: int = 6443
     bind: str = "127.0.0.1"
     compact_interval: float = 300.0
+    simulated_nodes: int = 0
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -145,8 +146,7 @@ async def run_server(cfg: Config, ready_fd: int | None = None, on_ready: Any = N
     url = f"https://{url_host}:{port}"
     app = ApiServer(registry, p.token, f"{host_for_url}:{port}")
     client = LocalClient(registry, "tinykube-controller-manager")
-    nsc = NamespaceController(client, p.ca_pem.decode())
-    await nsc.start()
+    manager = ControllerManager(client, ManagerOptions(simulated_nodes=cfg.simulated_nodes, ca_pem=p.ca_pem.decode()))
     compactor = asyncio.create_task(_compactor(store, cfg.compact_interval))
 
     config = uvicorn.Config(app, ssl_certfile=str(p.cert_path), ssl_keyfile=str(p.key_path), lifespan="off",
@@ -164,6 +164,7 @@ async def run_server(cfg: Config, ready_fd: int | None = None, on_ready: Any = N
 
     write_kubeconfig(data_dir / KUBECONFIG, url, p.ca_pem, p.token)
     serve = asyncio.create_task(server.serve(sockets=[sock]))
+    await manager.start()
     while not server.started and not serve.done():
         await asyncio.sleep(0.002)
     if serve.done():
@@ -184,6 +185,7 @@ async def run_server(cfg: Config, ready_fd: int | None = None, on_ready: Any = N
     stop_wait = asyncio.create_task(stop.wait())
     await asyncio.wait([serve, stop_wait], return_when=asyncio.FIRST_COMPLETED)
     server.should_exit = True
+    await manager.stop()
     # End open watches so uvicorn's graceful shutdown does not wait for them.
     for ws in list(store._watchers.values()):
         for w in list(ws):
@@ -191,7 +193,6 @@ async def run_server(cfg: Config, ready_fd: int | None = None, on_ready: Any = N
     with contextlib.suppress(BaseException):
         await asyncio.wait_for(serve, 5)
     compactor.cancel()
-    await nsc.stop()
     store.close()
     with contextlib.suppress(OSError):
         (data_dir / STATE_FILE).unlink()
@@ -215,12 +216,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--port", type=int, default=6443)
     ap.add_argument("--bind", default="127.0.0.1")
     ap.add_argument("--ready-fd", type=int, default=None)
+    ap.add_argument("--simulated-nodes", type=int, default=0)
     ap.add_argument("--compact-interval", type=float,
                     default=float(os.environ.get("TINYKUBE_COMPACT_INTERVAL", "300")))
     a = ap.parse_args(argv)
     logging.basicConfig(level=os.environ.get("TINYKUBE_LOG", "INFO").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = Config(Path(a.data_dir).resolve(), a.port, a.bind, a.compact_interval)
+    cfg = Config(Path(a.data_dir).resolve(), a.port, a.bind, a.compact_interval, a.simulated_nodes)
     try:
         import uvloop
 

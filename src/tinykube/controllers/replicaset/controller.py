@@ -1,0 +1,272 @@
+"""ReplicaSet controller: keeps ``spec.replicas`` pods matching a ReplicaSet, as kube-controller-manager does.
+
+Event handlers map pod events to the owning ReplicaSet (its controller ownerReference,
+or, for an orphan, every ReplicaSet whose selector matches it, which may adopt it) and
+enqueue it. ``sync`` takes one step:
+
+* claim pods: adopt matching orphans, release owned pods whose labels no longer match;
+* if expectations from an earlier step are met, create the missing pods in slow-start
+  batches (1, 2, 4, ...; at most 500 per sync) or delete the surplus chosen by
+  :func:`~.util.pods_to_delete`, recording new expectations first so a later sync never
+  over-creates while the informer catches up;
+* write ``status`` (replicas, fullyLabeledReplicas, readyReplicas, availableReplicas,
+  observedGeneration, a ReplicaFailure condition after failed creates) when it changed,
+  and come back when a ready pod will cross ``minReadySeconds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import time
+from typing import Any
+
+from ...api import errors
+from ...api.meta import now_rfc3339
+from ...api.resources import PODS, REPLICASETS
+from ...api.selectors import LabelSelector, from_label_selector_object
+from ...client.base import Client
+from ...machinery.controller import Controller
+from ...machinery.events import EventRecorder
+from ...machinery.expectations import Expectations
+from ...machinery.informer import CONTROLLER_INDEX, InformerFactory, controller_ref, key_of, split_key
+from . import util
+
+log = logging.getLogger("tinykube.controllers.replicaset")
+Obj = dict[str, Any]
+
+
+def _selector(rs: Obj) -> LabelSelector:
+    try:
+        return from_label_selector_object((rs.get("spec") or {}).get("selector"))
+    except errors.ApiError:
+        return LabelSelector.nothing()
+
+
+class ReplicaSetController(Controller):
+    name = "replicaset-controller"
+    workers = 4
+
+    def __init__(self, client: Client, informers: InformerFactory) -> None:
+        super().__init__()
+        self.client = client
+        self.rs_informer = informers.informer(REPLICASETS)
+        self.pod_informer = informers.informer(PODS)
+        self.expectations = Expectations()
+        self.recorder = EventRecorder(client, self.name)
+        self.rs_informer.add_handlers(self._rs_added, self._rs_updated, self._rs_deleted)
+        self.pod_informer.add_handlers(self._pod_added, self._pod_updated, self._pod_deleted)
+
+    async def stop(self) -> None:
+        await super().stop()
+        await self.recorder.stop()
+
+    # -- event handlers --------------------------------------------------------------------------------------
+    def _rs_added(self, rs: Obj) -> None:
+        self.enqueue(rs)
+
+    def _rs_updated(self, old: Obj, new: Obj) -> None:
+        self.enqueue(new)
+
+    def _rs_deleted(self, rs: Obj) -> None:
+        self.expectations.forget(key_of(rs))
+        self.enqueue(rs)
+
+    def _owner_key(self, pod: Obj) -> str | None:
+        ref = controller_ref(pod)
+        if ref is None or ref.get("kind") != "ReplicaSet":
+            return None
+        ns = pod["metadata"].get("namespace")
+        rs = self.rs_informer.get(ns, ref.get("name", ""))
+        if rs is None or rs["metadata"].get("uid") != ref.get("uid"):
+            return None
+        return key_of(rs)
+
+    def _enqueue_matching(self, pod: Obj) -> None:
+        """An orphan: every ReplicaSet in its namespace whose selector matches may adopt it."""
+        labels = pod["metadata"].get("labels") or {}
+        if not labels:
+            return
+        for rs in self.rs_informer.list(pod["metadata"].get("namespace")):
+            if _selector(rs).matches(labels):
+                self.enqueue(rs)
+
+    def _pod_added(self, pod: Obj) -> None:
+        if pod["metadata"].get("deletionTimestamp"):
+            self._pod_deleted(pod)
+            return
+        ref = controller_ref(pod)
+        if ref is not None:
+            key = self._owner_key(pod)
+            if key is not None:
+                self.expectations.creation_observed(key)
+                self.queue.add(key)
+            return
+        self._enqueue_matching(pod)
+
+    def _pod_updated(self, old: Obj, new: Obj) -> None:
+        if new["metadata"].get("deletionTimestamp") and not old["metadata"].get("deletionTimestamp"):
+            self._pod_deleted(new)
+            return
+        key = self._owner_key(new)
+        old_ref, new_ref = controller_ref(old), controller_ref(new)
+        if old_ref != new_ref and old_ref is not None:
+            okey = self._owner_key(old)
+            if okey is not None:
+                self.queue.add(okey)
+        if key is not None:
+            self.queue.add(key)
+            return
+        if new_ref is None and old["metadata"].get("labels") != new["metadata"].get("labels"):
+            self._enqueue_matching(new)
+
+    def _pod_deleted(self, pod: Obj) -> None:
+        key = self._owner_key(pod)
+        if key is not None:
+            self.expectations.deletion_observed(key, key_of(pod))
+            self.queue.add(key)
+
+    # -- sync ------------------------------------------------------------------------------------------------
+    async def sync(self, key: str) -> None:
+        ns, name = split_key(key)
+        rs = self.rs_informer.get(ns, name)
+        if rs is None:
+            self.expectations.forget(key)
+            return
+        need_sync = self.expectations.satisfied(key) and not rs["metadata"].get("deletionTimestamp")
+        pods = await self._claim_pods(rs)
+        failure: str | None = None
+        if need_sync:
+            failure = await self._manage_replicas(key, rs, pods)
+        now = time.time()
+        await self._update_status(rs, pods, now, failure)
+        wait = util.next_availability_check(rs, pods, now)
+        if wait is not None:
+            self.queue.add_after(key, wait + 0.05)
+
+    async def _claim_pods(self, rs: Obj) -> list[Obj]:
+        """Active pods this RS controls after adopting matching orphans and releasing non-matching ones."""
+        md = rs["metadata"]
+        uid = md["uid"]
+        sel = _selector(rs)
+        owned = [p for p in self.pod_informer.by_index(CONTROLLER_INDEX, uid) if util.is_active(p)]
+        result: list[Obj] = []
+        for p in owned:
+            if sel.matches(p["metadata"].get("labels")):
+                result.append(p)
+            elif not md.get("deletionTimestamp"):
+                await self._release(rs, p)
+        if md.get("deletionTimestamp") or sel.empty or sel.matches_nothing:
+            return result
+        for p in self.pod_informer.list(md.get("namespace")):
+            if controller_ref(p) is not None or not util.is_active(p):
+                continue
+            if not sel.matches(p["metadata"].get("labels")):
+                continue
+            adopted = await self._adopt(rs, p)
+            if adopted is not None:
+                result.append(adopted)
+        return result
+
+    async def _adopt(self, rs: Obj, pod: Obj) -> Obj | None:
+        md = rs["metadata"]
+        refs = list(pod["metadata"].get("ownerReferences") or [])
+        refs.append({"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": md["name"], "uid": md["uid"],
+                     "controller": True, "blockOwnerDeletion": True})
+        body = {"metadata": {"ownerReferences": refs, "resourceVersion": pod["metadata"]["resourceVersion"]}}
+        try:
+            return await self.client.patch(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"], body)
+        except errors.ApiError as ex:
+            if ex.code in (404, 409):
+                return None
+            raise
+
+    async def _release(self, rs: Obj, pod: Obj) -> None:
+        uid = rs["metadata"]["uid"]
+        refs = [r for r in pod["metadata"].get("ownerReferences") or [] if r.get("uid") != uid]
+        body = {"metadata": {"ownerReferences": refs or None, "resourceVersion": pod["metadata"]["resourceVersion"]}}
+        try:
+            await self.client.patch(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"], body)
+        except errors.ApiError as ex:
+            if ex.code not in (404, 409):
+                raise
+
+    async def _manage_replicas(self, key: str, rs: Obj, pods: list[Obj]) -> str | None:
+        """Create or delete pods towards spec.replicas; returns a failure message for the ReplicaFailure condition."""
+        want = int((rs.get("spec") or {}).get("replicas", 1) or 0)
+        diff = len(pods) - want
+        if diff < 0:
+            n = min(-diff, util.BURST_REPLICAS)
+            self.expectations.expect_creations(key, n)
+            return await self._create_pods(key, rs, n)
+        if diff > 0:
+            n = min(diff, util.BURST_REPLICAS)
+            victims = util.pods_to_delete(pods, pods, n)
+            self.expectations.expect_deletions(key, [key_of(p) for p in victims])
+            await asyncio.gather(*(self._delete_pod(key, rs, p) for p in victims))
+        return None
+
+    async def _create_pods(self, key: str, rs: Obj, n: int) -> str | None:
+        ns = rs["metadata"].get("namespace")
+        template = util.pod_from_template(rs)
+        done = 0
+        for batch in util.slow_start_batches(n):
+            results = await asyncio.gather(*(self.client.create(PODS, ns, copy.deepcopy(template))
+                                             for _ in range(batch)), return_exceptions=True)
+            failed: BaseException | None = None
+            for r in results:
+                if isinstance(r, BaseException):
+                    failed = r
+                    self.expectations.creation_failed(key)
+                else:
+                    self.recorder.event(rs, "Normal", "SuccessfulCreate", f"Created pod: {r['metadata']['name']}")
+            done += batch
+            if failed is not None:
+                # The rest of this sync's creations are skipped: lower expectations for them too.
+                for _ in range(n - done):
+                    self.expectations.creation_failed(key)
+                msg = str(failed.message if isinstance(failed, errors.ApiError) else failed)
+                self.recorder.event(rs, "Warning", "FailedCreate", f"Error creating: {msg}")
+                if isinstance(failed, errors.ApiError) and failed.code in (403, 422, 400, 404):
+                    return msg
+                raise failed
+        return None
+
+    async def _delete_pod(self, key: str, rs: Obj, pod: Obj) -> None:
+        md = pod["metadata"]
+        try:
+            await self.client.delete(PODS, md["namespace"], md["name"])
+        except errors.ApiError as ex:
+            self.expectations.deletion_observed(key, key_of(pod))
+            if ex.code == 404:
+                return
+            self.recorder.event(rs, "Warning", "FailedDelete", f"Error deleting: {ex.message}")
+            raise
+        self.recorder.event(rs, "Normal", "SuccessfulDelete", f"Deleted pod: {md['name']}")
+
+    async def _update_status(self, rs: Obj, pods: list[Obj], now: float, failure: str | None) -> None:
+        cur = rs.get("status") or {}
+        new: Obj = util.calculate_status(rs, pods, now)
+        new["observedGeneration"] = rs["metadata"].get("generation", 1)
+        conds = [c for c in cur.get("conditions") or [] if c.get("type") != "ReplicaFailure"]
+        old_failure = next((c for c in cur.get("conditions") or [] if c.get("type") == "ReplicaFailure"), None)
+        if failure is not None:  # as upstream: added on a failed create, removed after a sync without one
+            conds.append(old_failure if old_failure is not None else
+                         {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": failure,
+                          "lastTransitionTime": now_rfc3339()})
+        if conds:
+            new["conditions"] = conds
+        # Zero counts are omitted, as upstream's omitempty fields are (``replicas`` is always present).
+        new = {k: v for k, v in new.items() if v or k == "replicas"}
+        if new == cur:
+            return
+        body = copy.deepcopy(rs)
+        body["status"] = new
+        try:
+            await self.client.update(REPLICASETS, rs["metadata"].get("namespace"), body, subresource="status")
+        except errors.ApiError as ex:
+            if ex.code == 404:
+                return
+            raise
+
