@@ -207,6 +207,17 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
 def dir_size(path: Path, pattern: str = "*") -> int:
     return sum(p.stat().st_size for p in path.glob(pattern) if p.is_file())
 
@@ -268,9 +279,10 @@ class Cluster:
         self.last_up: dict[str, float] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
-    def up(self, cmd: list[str] | None = None) -> float:
-        """``tinykube up`` end to end; returns its wall time in seconds."""
-        argv = [*(cmd or tinykube_cmd()), "up", "--data-dir", str(self.data_dir), "--port", "0", "--no-kubeconfig-merge"]
+    def up(self, cmd: list[str] | None = None, extra: Sequence[str] = ()) -> float:
+        """``tinykube up`` end to end (``extra``: more flags); returns its wall time in seconds."""
+        argv = [*(cmd or tinykube_cmd()), "up", "--data-dir", str(self.data_dir), "--port", "0", "--no-kubeconfig-merge",
+                *extra]
         wall0 = time.time()
         t = time.perf_counter()
         p = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=120)

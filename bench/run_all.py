@@ -26,6 +26,7 @@ SCRIPTS = [
     ("3", "bench_list.py"),
     ("4", "bench_watch.py"),
     ("5", "bench_restart_100k.py"),
+    ("issue 3", "bench_workloads.py"),
 ]
 
 

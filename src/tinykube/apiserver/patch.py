@@ -159,11 +159,20 @@ _NULL_FIELDS: dict[str, tuple[str, ...]] = {
 
 
 def _clone(v: Any) -> Any:
-    """Deep copy of a JSON value."""
+    """Deep copy of a JSON value (orjson's round trip is several times faster than walking it in Python)."""
+    if isinstance(v, dict) and v:
+        try:
+            return orjson.loads(orjson.dumps(v))
+        except (orjson.JSONEncodeError, TypeError):
+            return _clone_walk(v)
+    return _clone_walk(v)
+
+
+def _clone_walk(v: Any) -> Any:
     if isinstance(v, dict):
-        return {k: _clone(x) for k, x in v.items()}
+        return {k: _clone_walk(x) for k, x in v.items()}
     if isinstance(v, list):
-        return [_clone(x) for x in v]
+        return [_clone_walk(x) for x in v]
     return v
 
 
@@ -1411,6 +1420,18 @@ def update_managed_fields(old: JSON | None, new: JSON, manager: str, operation: 
     if not isinstance(md, dict):
         return result
     provided = md.pop("managedFields", None)
+    memo_key: bytes | None = None
+    if old is None and not (isinstance(provided, list) and provided):
+        # Creations from one template (a ReplicaSet's pods) own the same fields: compute that set once.
+        memo_key = _create_memo_key(result, manager, operation, group, version, kind, subresource)
+        hit = _CREATE_MEMO.get(memo_key)
+        if hit is not None:
+            entries = orjson.loads(hit)
+            for e in entries:
+                e["time"] = now
+            if entries:
+                md["managedFields"] = entries
+            return result
     stored: Any = None
     if isinstance(provided, list) and provided:
         managers = _decode_managers(provided)
@@ -1444,7 +1465,25 @@ def update_managed_fields(old: JSON | None, new: JSON, manager: str, operation: 
     managers = _cap_update_managers([m for m in managers if m.fields])
     if managers:
         md["managedFields"] = _encode_managers(managers)
+    if memo_key is not None:
+        if len(_CREATE_MEMO) >= _CREATE_MEMO_SIZE:
+            _CREATE_MEMO.clear()
+        _CREATE_MEMO[memo_key] = orjson.dumps(md.get("managedFields") or [])
     return result
+
+
+_CREATE_MEMO: dict[bytes, bytes] = {}
+_CREATE_MEMO_SIZE = 512
+# Metadata whose values never appear in a field set (only their presence does): blanked in the memo key.
+_MEMO_BLANK = ("name", "generateName", "uid", "creationTimestamp", "resourceVersion", "generation")
+
+
+def _create_memo_key(obj: JSON, *parts: str) -> bytes:
+    md = dict(obj["metadata"])
+    for k in _MEMO_BLANK:
+        if k in md:
+            md[k] = ""
+    return orjson.dumps([parts, {**obj, "metadata": md}])
 
 
 # -- apply ----------------------------------------------------------------------------------------------------
