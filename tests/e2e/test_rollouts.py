@@ -198,7 +198,7 @@ def test_seed001_scale_update_bad_image_and_undo(sim_cluster: Cluster, ns: str) 
     assert len({r.split()[6] for r in wide}) == 3, "pods are not spread over the 3 nodes"
     c.kubectl("-n", ns, "scale", "deployments/hello-part3", "--replicas=2")
     wait_for(lambda: rolled_out(c, ns, "hello-part3", 2), what="2 replicas")
-    c.kubectl("-n", ns, "set", "image", "deployment/hello-part3", "hello-part3=learn-kubernetes:part3v2")
+    c.kubectl("-n", ns, "set", "image", "deployment/hello-part3", "learn-kubernetes=learn-kubernetes:part3v2")
     c.kubectl("-n", ns, "rollout", "status", "deployments/hello-part3", "--timeout=60s")
     desc = c.kubectl("-n", ns, "describe", "deployment/hello-part3").stdout
     for expected in ("deployment.kubernetes.io/revision: 2",
@@ -218,7 +218,7 @@ def test_seed001_scale_update_bad_image_and_undo(sim_cluster: Cluster, ns: str) 
               json.dumps({"spec": {"template": {"metadata": {"annotations": {
                   "sim.tinykube.io/missing-images": "*:part3v10"}}}}}))
     c.kubectl("-n", ns, "rollout", "status", "deployments/hello-part3", "--timeout=60s")
-    c.kubectl("-n", ns, "set", "image", "deployment/hello-part3", "hello-part3=learn-kubernetes:part3v10")
+    c.kubectl("-n", ns, "set", "image", "deployment/hello-part3", "learn-kubernetes=learn-kubernetes:part3v10")
 
     def stalled() -> bool:
         row = c.kubectl("-n", ns, "get", "deployments").stdout.splitlines()[1].split()

@@ -614,8 +614,17 @@ class Registry:
         has_status = "status" in res.subresources
         if subresource == "status":
             new = dict(old)
-            new["metadata"] = dict(omd)
-            # Labels, annotations, finalizers and owners may change through status too? Upstream resets them.
+            if res.group == "apps" and res.kind in ("Deployment", "ReplicaSet"):
+                # Upstream's status strategies for these reset only the spec (and a Deployment's labels): the
+                # deployment controller records revision annotations with the status update.
+                new["metadata"] = md
+                if res.kind == "Deployment":
+                    if "labels" in omd:
+                        md["labels"] = omd["labels"]
+                    else:
+                        md.pop("labels", None)
+            else:
+                new["metadata"] = dict(omd)
             if "status" in obj:
                 new["status"] = obj["status"]
             else:
@@ -799,6 +808,9 @@ class Registry:
         obj = cur.copy()
         md = obj["metadata"]
         finalizers = list(md.get("finalizers") or [])
+        if policy is not None and not md.get("deletionTimestamp"):
+            # As upstream: an explicit policy replaces the garbage collector's finalizers with its own.
+            finalizers = [f for f in finalizers if f not in ("orphan", "foregroundDeletion")]
         pending = bool(finalizers)
         if policy == "Foreground" and "foregroundDeletion" not in finalizers:
             finalizers.append("foregroundDeletion")

@@ -52,8 +52,10 @@ class LocalClient:
         return _own(r.obj, r.raw)
 
     async def delete(self, res: Resource, ns: str | None, name: str, propagation: str | None = None,
-                     grace_period: int | None = None) -> None:
+                     grace_period: int | None = None, preconditions: dict[str, str] | None = None) -> None:
         opts: dict[str, Any] = {}
+        if preconditions:
+            opts["preconditions"] = preconditions
         if propagation:
             opts["propagationPolicy"] = propagation
         if grace_period is not None:
