@@ -11,9 +11,17 @@ from typing import Any
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
+_last_second: list[Any] = [None, ""]
+
+
 def now_rfc3339(t: float | None = None) -> str:
     """An RFC 3339 ``Time`` (second precision, UTC) for epoch seconds ``t`` (now by default)."""
-    return datetime.fromtimestamp(t if t is not None else time.time(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    sec = int(t if t is not None else time.time())
+    if _last_second[0] == sec:  # formatted once per second: every write stamps the current time
+        return str(_last_second[1])
+    s = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    _last_second[0], _last_second[1] = sec, s
+    return s
 
 
 def now_micro(t: float | None = None) -> str:

@@ -1474,16 +1474,23 @@ def update_managed_fields(old: JSON | None, new: JSON, manager: str, operation: 
 
 _CREATE_MEMO: dict[bytes, bytes] = {}
 _CREATE_MEMO_SIZE = 512
-# Metadata whose values never appear in a field set (only their presence does): blanked in the memo key.
-_MEMO_BLANK = ("name", "generateName", "uid", "creationTimestamp", "resourceVersion", "generation")
+
+
+def _shape(v: Any) -> Any:
+    """A map's scalar values never appear in a field set (only which fields are set does); list items can
+    (keys of associative lists, set members), so lists are kept whole."""
+    if isinstance(v, dict):
+        return {k: _shape(x) for k, x in v.items()}
+    if isinstance(v, list) or v is None:
+        return v
+    return ""
 
 
 def _create_memo_key(obj: JSON, *parts: str) -> bytes:
-    md = dict(obj["metadata"])
-    for k in _MEMO_BLANK:
-        if k in md:
-            md[k] = ""
-    return orjson.dumps([parts, {**obj, "metadata": md}])
+    try:
+        return orjson.dumps([parts, _shape(obj)])
+    except (orjson.JSONEncodeError, TypeError):
+        return b"\0" + repr((parts, obj)).encode()
 
 
 # -- apply ----------------------------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ rewritten.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import math
 from collections.abc import Iterator
@@ -208,6 +209,7 @@ def truthy(value: Any) -> bool:
     return isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "y", "on")
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize_image(image: str) -> str:
     """A fully qualified reference, as a CRI runtime reports it (``nginx`` -> ``docker.io/library/nginx:latest``)."""
     name, _, digest = image.partition("@")
@@ -232,6 +234,7 @@ def image_repo(image: str) -> str:
     return ref[:colon] if colon > slash else ref
 
 
+@functools.lru_cache(maxsize=4096)
 def image_id(image: str) -> str:
     """A stable ``repo@sha256:...`` for an image (the digest of its name: there is no content)."""
     digest = normalize_image(image).partition("@")[2]
@@ -240,6 +243,7 @@ def image_id(image: str) -> str:
     return f"{image_repo(image)}@{digest}"
 
 
+@functools.lru_cache(maxsize=4096)
 def image_size(image: str) -> int:
     h = int.from_bytes(hashlib.sha256(image.encode()).digest()[:4], "big")
     return 5_000_000 + h % 95_000_000

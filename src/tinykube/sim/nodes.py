@@ -300,8 +300,9 @@ class SimulatedNodes:
         if not node.live:
             return
         cur = self._node_inf.get(None, node.name)
-        if cur is None:
-            return  # deleted (the informer tells us) or not seen yet: the next registration or period decides
+        if cur is None:  # just created and not in the cache yet (a deletion would have made the node not live)
+            self._sched.add_after("s:" + node.name, _RETRY)
+            return
         try:
             await self.client.update(NODES, None, {"metadata": {"name": node.name}, "status": node_status(
                 node.name, node.ip, self.capacity, time.time(), cur.get("status"))}, subresource="status")

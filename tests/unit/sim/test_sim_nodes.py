@@ -123,6 +123,21 @@ async def test_nodes_register_with_status_and_leases(tmp_path: Path) -> None:
         await eventually(renewed, 3, what="lease renewal")
 
 
+async def test_node_status_heartbeat(tmp_path: Path) -> None:
+    async with control_plane(tmp_path) as cp, simulated(cp, 2, status_seconds=0.3) as _sim:
+        def beat(n: dict[str, Any]) -> str:
+            return str(next(c for c in n["status"]["conditions"] if c["type"] == "Ready")["lastHeartbeatTime"])
+        first = await cp.client.get(NODES, None, "sim-node-1")
+
+        async def refreshed() -> dict[str, Any] | None:
+            n = await cp.client.get(NODES, None, "sim-node-1")
+            return n if beat(n) > beat(first) else None
+        n = await eventually(refreshed, 4, what="a newer lastHeartbeatTime")
+        ready = next(c for c in n["status"]["conditions"] if c["type"] == "Ready")
+        ready0 = next(c for c in first["status"]["conditions"] if c["type"] == "Ready")
+        assert ready["lastTransitionTime"] == ready0["lastTransitionTime"]  # no transition, only a heartbeat
+
+
 async def test_node_capacity_is_configurable_and_cidrs_widen(tmp_path: Path) -> None:
     async with control_plane(tmp_path) as cp, simulated(cp, 2, capacity={"cpu": "4", "pods": "20"}) as _sim:
         n = await cp.client.get(NODES, None, "sim-node-0")
@@ -162,6 +177,19 @@ async def test_pod_goes_running_and_ready_in_one_write(tmp_path: Path) -> None:
         assert by_reason["Started"]["message"] == "Started container app"
         assert by_reason["Pulled"]["message"].startswith('Successfully pulled image "nginx:1.27" in ')
         assert all(e["source"] == {"component": "kubelet", "host": "sim-node-1"} for e in evs)
+
+
+async def test_pod_bound_later_is_picked_up(tmp_path: Path) -> None:
+    async with control_plane(tmp_path) as cp, simulated(cp, 2) as _sim:
+        unbound = pod("late", "")
+        del unbound["spec"]["nodeName"]
+        await cp.client.create(PODS, "default", unbound)
+        await asyncio.sleep(0.1)
+        assert (await cp.client.get(PODS, "default", "late"))["status"]["phase"] == "Pending"
+        await cp.client.bind("default", "late", "sim-node-0")
+        p = await wait_pod(cp, "late", running_ready, "bound pod ready")
+        assert p["status"]["hostIP"] == "172.30.0.1"
+        assert cond(p, "PodScheduled")["status"] == "True"
 
 
 async def _reasons(cp: ControlPlane, name: str, want: set[str]) -> list[dict[str, Any]] | None:
@@ -267,7 +295,7 @@ async def test_crash_loop(tmp_path: Path) -> None:
         p = await wait_pod(cp, "cr", lambda p: cstatus(p)["restartCount"] >= 4, "restarts growing", timeout=6)
         assert p["status"]["phase"] == "Running"
         evs = await eventually(lambda: _reasons(cp, "cr", {"BackOff"}), what="BackOff event")
-        backoff = [e for e in evs if e["reason"] == "BackOff"][0]
+        backoff = next(e for e in evs if e["reason"] == "BackOff")
         assert backoff["type"] == "Warning"
         assert backoff["message"] == f"Back-off restarting failed container app in pod cr_default({uid})"
 
