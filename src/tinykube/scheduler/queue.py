@@ -43,6 +43,13 @@ class SchedulingQueue:
     def unschedulable(self) -> set[str]:
         return set(self._unschedulable)
 
+    def is_unschedulable(self, key: str) -> bool:
+        return key in self._unschedulable
+
+    @property
+    def has_unschedulable(self) -> bool:
+        return bool(self._unschedulable)
+
     def attempts(self, key: str) -> int:
         return self._attempts.get(key, 0)
 

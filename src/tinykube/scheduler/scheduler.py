@@ -18,7 +18,8 @@ Flow, as upstream's ``scheduleOne``:
    FitError with the reason histogram and the preemption message — as a
    ``FailedScheduling`` Warning event, and the ``PodScheduled=False /
    Unschedulable`` condition (written only when it changes). It waits in the
-   unschedulable set until a node is added or changes, or a pod frees room.
+   unschedulable set until a node is added or changes, or a pod frees room
+   (after its backoff), or at the latest ``flush_interval`` seconds.
 
 Diagnoses are cached per pod signature against the cache's change counter, so a
 burst of identical unschedulable pods costs one scan. Preemption is evaluated
@@ -79,7 +80,13 @@ def _scheduled_condition(pod: Obj) -> dict[str, Any] | None:
 
 
 class Scheduler:
-    """The default scheduler over the shared ``PODS`` and ``NODES`` informers."""
+    """The default scheduler over the shared ``PODS`` and ``NODES`` informers.
+
+    ``bind_concurrency`` bounds the bind calls in flight; ``initial_backoff`` and
+    ``max_backoff`` (seconds) are the per-pod retry backoff after failed attempts;
+    ``flush_interval`` is how long an unschedulable pod waits for a helpful cluster
+    event before it is retried anyway; ``seed`` makes tie-breaking reproducible.
+    """
 
     MAX_HEAPS = 256
     BATCH = 64  # decisions between yields to the event loop
@@ -125,7 +132,8 @@ class Scheduler:
         for t in list(self._tasks):
             with contextlib.suppress(BaseException):
                 await t
-        await self.recorder.flush()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.recorder.flush(), 2)
         await self.recorder.stop()
 
     # -- informer handlers -----------------------------------------------------------------------------------
@@ -164,7 +172,7 @@ class Scheduler:
         if changed:
             self._infos.pop(key, None)
             self.queue.add(key, _priority(pod))
-        elif key not in self.queue.unschedulable and self.queue.attempts(key) == 0:
+        elif not self.queue.is_unschedulable(key) and self.queue.attempts(key) == 0:
             self.queue.add(key, _priority(pod))
 
     def _on_pod_delete(self, pod: Obj) -> None:
@@ -199,7 +207,7 @@ class Scheduler:
 
     def _cluster_changed(self) -> None:
         """Something that may let unschedulable pods fit: move them, once per loop iteration."""
-        if self._move_scheduled or not self.queue.unschedulable:
+        if self._move_scheduled or not self.queue.has_unschedulable:
             return
         self._move_scheduled = True
 

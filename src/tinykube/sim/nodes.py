@@ -419,9 +419,10 @@ class SimulatedNodes:
             return
         ns, name = split_key(key)
         try:
-            await self.client.delete(PODS, ns, name, grace_period=0)
+            # The uid precondition, as the kubelet's: never delete a newer pod that took the name meanwhile.
+            await self.client.delete(PODS, ns, name, grace_period=0, preconditions={"uid": tr.uid})
         except errors.ApiError as ex:
-            if ex.code != 404:
+            if ex.code not in (404, 409):
                 raise
         tr.deleted = True
 

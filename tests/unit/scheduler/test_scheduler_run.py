@@ -53,6 +53,15 @@ def condition(cp: ControlPlane, name: str) -> dict[str, Any] | None:
     return next((c for c in p.get("status", {}).get("conditions") or [] if c["type"] == "PodScheduled"), None)
 
 
+def message(cp: ControlPlane, name: str) -> str:
+    cond = condition(cp, name)
+    return str(cond["message"]) if cond else ""
+
+
+def resource_version(cp: ControlPlane, name: str) -> str:
+    return str((cp.informers.informer(PODS).get("default", name) or {})["metadata"]["resourceVersion"])
+
+
 async def events_for(cp: ControlPlane, name: str, reason: str) -> list[dict[str, Any]]:
     items, _ = await cp.client.list(EVENTS, "default")
     return [e for e in items if e["involvedObject"]["name"] == name and e["reason"] == reason]
@@ -151,11 +160,11 @@ async def test_insufficient_cpu_then_a_big_node_arrives(cp: ControlPlane) -> Non
             assert ev[0]["type"] == "Warning" and ev[0]["message"] == INSUFFICIENT_3
             assert ev[0]["source"]["component"] == "default-scheduler"
         assert s.queue.unschedulable == {"default/big-0", "default/big-1"}
-        rv = cp.informers.informer(PODS).get("default", "big-0")["metadata"]["resourceVersion"]  # type: ignore[index]
+        rv = resource_version(cp, "big-0")
         await add_node(cp, "huge", cpu="16")
         await eventually(lambda: node_of(cp, "big-0") == "huge" and node_of(cp, "big-1") == "huge",
                          timeout=5, what="scheduled on the new node")
-        assert cp.informers.informer(PODS).get("default", "big-0")["metadata"]["resourceVersion"] != rv  # type: ignore[index]
+        assert resource_version(cp, "big-0") != rv
         cond = condition(cp, "big-0")
         assert cond is not None and cond["status"] == "True"
     finally:
@@ -185,7 +194,7 @@ class CountingClient:
 async def test_unchanged_failures_are_not_rewritten(cp: ControlPlane) -> None:
     await add_node(cp, "n1", cpu="1")
     client = CountingClient(cp.client)
-    s = Scheduler(client, cp.informers, initial_backoff=0.05, max_backoff=0.05, flush_interval=0.05)  # type: ignore[arg-type]
+    s = Scheduler(client, cp.informers, initial_backoff=0.05, max_backoff=0.05, flush_interval=0.05)
     cp.informers.start()
     await cp.informers.wait_synced()
     s.start()
@@ -198,7 +207,7 @@ async def test_unchanged_failures_are_not_rewritten(cp: ControlPlane) -> None:
         assert client.writes == {"patch pods/status": 1, "create events": 1}
         # a change in the cluster (another node that does not help) is news: the next failure is reported again
         await add_node(cp, "n2", cpu="1")
-        await eventually(lambda: condition(cp, "big")["message"].startswith("0/2 "), what="new message")  # type: ignore[index]
+        await eventually(lambda: message(cp, "big").startswith("0/2 "), what="new message")
         await s.recorder.flush()
         assert client.writes["patch pods/status"] == 2
     finally:
@@ -213,7 +222,7 @@ async def test_deleting_a_pod_frees_room(cp: ControlPlane) -> None:
         await eventually(lambda: node_of(cp, "first"), what="first bound")
         await add_pod(cp, "second", cpu="800m")
         await eventually(lambda: condition(cp, "second"), what="second unschedulable")
-        assert condition(cp, "second")["message"].startswith("0/1 nodes are available: 1 Insufficient cpu.")  # type: ignore[index]
+        assert message(cp, "second").startswith("0/1 nodes are available: 1 Insufficient cpu.")
         await cp.client.delete(PODS, "default", "first", grace_period=0)
         await eventually(lambda: node_of(cp, "second") == "n1", timeout=5, what="second bound after the delete")
     finally:
@@ -238,7 +247,7 @@ async def test_taints_and_tolerations(cp: ControlPlane) -> None:
         assert sorted(str(node_of(cp, f"tol-{i}")) for i in range(2)) == ["plain", "tainted"]
         await add_pod(cp, "nowhere", cpu="900m")
         await eventually(lambda: condition(cp, "nowhere"), what="nowhere unschedulable")
-        assert condition(cp, "nowhere")["message"] == (  # type: ignore[index]
+        assert message(cp, "nowhere") == (
             "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint {dedicated: gpu}. "
             "preemption: 0/2 nodes are available: 1 No preemption victims found for incoming pod, "
             "1 Preemption is not helpful for scheduling.")
@@ -258,7 +267,7 @@ async def test_node_selector_and_node_readiness(cp: ControlPlane) -> None:
         assert {node_of(cp, f"fast-{i}") for i in range(4)} == {"ssd"}
         await add_pod(cp, "tape", nodeSelector={"disk": "tape"})
         await eventually(lambda: condition(cp, "tape"), what="tape unschedulable")
-        assert condition(cp, "tape")["message"] == (  # type: ignore[index]
+        assert message(cp, "tape") == (
             "0/3 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }, "
             "2 node(s) didn't match Pod's node affinity/selector. preemption: 0/3 nodes are available: "
             "3 Preemption is not helpful for scheduling.")
@@ -276,7 +285,7 @@ async def test_no_nodes(cp: ControlPlane) -> None:
     try:
         await add_pod(cp, "lonely")
         await eventually(lambda: condition(cp, "lonely"), what="condition")
-        assert condition(cp, "lonely")["message"] == "no nodes available to schedule pods"  # type: ignore[index]
+        assert message(cp, "lonely") == "no nodes available to schedule pods"
         await add_node(cp, "n1")
         await eventually(lambda: node_of(cp, "lonely") == "n1", timeout=5, what="bound once a node exists")
     finally:

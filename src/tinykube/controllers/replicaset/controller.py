@@ -37,6 +37,14 @@ log = logging.getLogger("tinykube.controllers.replicaset")
 Obj = dict[str, Any]
 
 
+ORPHANS_INDEX = "replicaset-controller/orphans-by-namespace"
+
+
+def _orphan_namespace(pod: Obj) -> list[str]:
+    """Pods without a controller, by namespace: the only ones a ReplicaSet may adopt (no scan of all pods)."""
+    return [pod["metadata"].get("namespace") or ""] if controller_ref(pod) is None else []
+
+
 def _selector(rs: Obj) -> LabelSelector:
     try:
         return from_label_selector_object((rs.get("spec") or {}).get("selector"))
@@ -55,6 +63,7 @@ class ReplicaSetController(Controller):
         self.pod_informer = informers.informer(PODS)
         self.expectations = Expectations()
         self.recorder = EventRecorder(client, self.name)
+        self.pod_informer.add_index(ORPHANS_INDEX, _orphan_namespace)
         self.rs_informer.add_handlers(self._rs_added, self._rs_updated, self._rs_deleted)
         self.pod_informer.add_handlers(self._pod_added, self._pod_updated, self._pod_deleted)
 
@@ -159,8 +168,8 @@ class ReplicaSetController(Controller):
                 await self._release(rs, p)
         if md.get("deletionTimestamp") or sel.empty or sel.matches_nothing:
             return result
-        for p in self.pod_informer.list(md.get("namespace")):
-            if controller_ref(p) is not None or not util.is_active(p):
+        for p in self.pod_informer.by_index(ORPHANS_INDEX, md.get("namespace") or ""):
+            if not util.is_active(p):
                 continue
             if not sel.matches(p["metadata"].get("labels")):
                 continue
