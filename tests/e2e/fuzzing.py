@@ -105,8 +105,11 @@ def template(r: Resource, name: str, ns: str | None) -> dict[str, Any]:
         md["namespace"] = ns
     o: dict[str, Any] = {"apiVersion": r.api_version, "kind": r.kind, "metadata": md}
     k = (r.group, r.kind)
-    sel = {"matchLabels": {"app": "fuzz"}}
-    tmpl = {"metadata": {"labels": {"app": "fuzz"}}, "spec": _pod_spec()}
+    # Workloads select their own pods only: the seeded pods (app=fuzz) must not be adopted and scaled away by the
+    # ReplicaSet controller while the fuzzer relies on them.
+    wl = {"app": "fuzz-workload", "workload": f"{r.plural}-{name}"}
+    sel = {"matchLabels": wl}
+    tmpl = {"metadata": {"labels": wl}, "spec": _pod_spec()}
     if k == ("", "Pod"):
         o["spec"] = _pod_spec()
     elif k == ("", "Service"):

@@ -161,7 +161,7 @@ def _snapshot(client: httpx.Client) -> tuple[dict[tuple[str, str, str], str], se
 
 
 def _assert_survives_restart(cluster: Cluster, client: httpx.Client) -> httpx.Client:
-    """Restart the server: everything it acknowledged is read back from disk unchanged.
+    """Restart the server: everything it acknowledged is read back from disk (at that revision or a later one).
 
     (Namespaces being deleted, and what is in them, may move on: the namespace controller resumes.)
     """
@@ -172,9 +172,13 @@ def _assert_survives_restart(cluster: Cluster, client: httpx.Client) -> httpx.Cl
     token = (cluster.data_dir / "token").read_text().strip()
     client = make_client(cluster.state["url"], token, str(cluster.data_dir / "ca.crt"))
     after, _ = _snapshot(client)
+    # Controllers keep working (the scheduler re-evaluates pending pods, the deployment controller its status):
+    # an object may have moved on to a newer revision, but none may be missing or older than acknowledged.
     lost = [f"{k}: rv {rv} -> {after.get(k)}" for k, rv in sorted(before.items())
-            if k[1] not in terminating and not (k[0] == "namespaces" and k[2] in terminating) and after.get(k) != rv]
-    assert not lost, f"{len(lost)} objects differ after a restart:\n" + "\n".join(lost[:50])
+            if k[1] not in terminating and not (k[0] == "namespaces" and k[2] in terminating)
+            and (after.get(k) is None or int(after[k]) < int(rv))]
+    assert not lost, f"{len(lost)} objects lost or older after a restart:\n" + "\n".join(lost[:50])
+    assert sum(after.get(k) == rv for k, rv in before.items()) > len(before) // 2, "most objects should be untouched"
     return client
 
 

@@ -107,7 +107,7 @@ def test_get_output_formats(cluster: Cluster) -> None:
     lines = cluster.kubectl("get", "deployments").stdout.splitlines()
     assert lines[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
     row = next(ln for ln in lines if ln.startswith("fmt "))
-    assert row.split()[1:4] == ["0/2", "0", "0"]
+    assert row.split()[1:4] == ["0/2", "2", "0"]  # no node runs pods: 2 up to date, none available
     wide = cluster.kubectl("get", "deploy", "fmt", "-o", "wide").stdout.splitlines()
     assert wide[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"]
     assert wide[1].split()[5:] == ["nginx", "nginx:1.25", "app=fmt"]

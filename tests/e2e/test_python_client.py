@@ -159,12 +159,21 @@ def test_deployment_crud_patch_and_scale(apps: client.AppsV1Api, core: client.Co
     assert d.spec.strategy.type == "RollingUpdate" and d.spec.revision_history_limit == 10
     assert d.spec.template.spec.containers[0].image_pull_policy == "IfNotPresent"
 
-    got = apps.read_namespaced_deployment("web", ns)
-    assert got.metadata.uid == d.metadata.uid
-
-    got.spec.replicas = 3
-    got.metadata.labels["tier"] = "front"
-    replaced = apps.replace_namespaced_deployment("web", ns, got)
+    # The deployment controller writes status meanwhile: read-modify-replace retries on 409, as client-go's
+    # RetryOnConflict does.
+    for _attempt in range(20):
+        got = apps.read_namespaced_deployment("web", ns)
+        assert got.metadata.uid == d.metadata.uid
+        got.spec.replicas = 3
+        got.metadata.labels["tier"] = "front"
+        try:
+            replaced = apps.replace_namespaced_deployment("web", ns, got)
+            break
+        except ApiException as ex:
+            if ex.status != 409:
+                raise
+    else:
+        raise AssertionError("replace kept conflicting")
     assert replaced.spec.replicas == 3 and replaced.metadata.labels == {"app": "web", "tier": "front"}
     assert replaced.metadata.generation == 2
 

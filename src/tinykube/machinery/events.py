@@ -116,7 +116,11 @@ class EventRecorder:
                 await self._task
 
     async def _drain(self) -> None:
+        n = 0
         while not self._q.empty():
+            n += 1
+            if n % 16 == 0:
+                await asyncio.sleep(0)  # in-process writes never wait: let other work run between bursts
             ref, type_, reason, message, dedup = self._q.get_nowait()
             try:
                 await self._write(ref, type_, reason, message, dedup)
@@ -134,14 +138,14 @@ class EventRecorder:
             name, _t, count = prev
             try:
                 await self.client.patch(EVENTS, ns, name, {"count": count + 1, "lastTimestamp": ts, "message": message})
+                self._seen.pop(dedup, None)
                 self._seen[dedup] = (name, now, count + 1)
                 return
             except errors.ApiError as ex:
                 if ex.code != 404:
                     raise
-        if len(self._seen) > _CACHE_ENTRIES:
-            cutoff = now - _DEDUP_SECONDS
-            self._seen = {k: v for k, v in self._seen.items() if v[1] >= cutoff}
+        while len(self._seen) >= _CACHE_ENTRIES:  # an LRU of recent events, as client-go's cache
+            self._seen.pop(next(iter(self._seen)))
         name = f"{ref.get('name', 'unknown')}.{time.time_ns():x}"
         ev: dict[str, Any] = {
             "metadata": {"name": name, "namespace": ns},
