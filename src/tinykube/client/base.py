@@ -16,6 +16,19 @@ from ..api.resources import Resource
 Obj = dict[str, Any]
 
 
+def delete_options(propagation: str | None, grace_period: int | None,
+                   preconditions: dict[str, str] | None) -> dict[str, Any]:
+    """The DeleteOptions body both transports send."""
+    opts: dict[str, Any] = {}
+    if preconditions:
+        opts["preconditions"] = preconditions
+    if propagation:
+        opts["propagationPolicy"] = propagation
+    if grace_period is not None:
+        opts["gracePeriodSeconds"] = grace_period
+    return opts
+
+
 class Client(Protocol):
     async def get(self, res: Resource, ns: str | None, name: str) -> Obj: ...
 

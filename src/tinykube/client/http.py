@@ -11,7 +11,7 @@ import orjson
 
 from ..api import errors
 from ..api.resources import Resource
-from .base import Obj
+from .base import Obj, delete_options
 
 _PATCH_CT = {"merge": "application/merge-patch+json", "json": "application/json-patch+json",
              "strategic": "application/strategic-merge-patch+json"}
@@ -77,13 +77,7 @@ class HttpClient:
 
     async def delete(self, res: Resource, ns: str | None, name: str, propagation: str | None = None,
                      grace_period: int | None = None, preconditions: dict[str, str] | None = None) -> None:
-        opts: dict[str, Any] = {}
-        if preconditions:
-            opts["preconditions"] = preconditions
-        if propagation:
-            opts["propagationPolicy"] = propagation
-        if grace_period is not None:
-            opts["gracePeriodSeconds"] = grace_period
+        opts = delete_options(propagation, grace_period, preconditions)
         self._check(await self.http.request("DELETE", _path(res, ns, name), content=orjson.dumps(opts),
                                             headers={"Content-Type": "application/json"}))
 

@@ -10,7 +10,7 @@ import orjson
 from ..api import errors
 from ..api.resources import PODS, Resource
 from ..apiserver.registry import PATCH_JSON, PATCH_MERGE, PATCH_STRATEGIC, Options, Registry
-from .base import Obj
+from .base import Obj, delete_options
 
 _PATCH_CT = {"merge": PATCH_MERGE, "json": PATCH_JSON, "strategic": PATCH_STRATEGIC}
 
@@ -53,13 +53,7 @@ class LocalClient:
 
     async def delete(self, res: Resource, ns: str | None, name: str, propagation: str | None = None,
                      grace_period: int | None = None, preconditions: dict[str, str] | None = None) -> None:
-        opts: dict[str, Any] = {}
-        if preconditions:
-            opts["preconditions"] = preconditions
-        if propagation:
-            opts["propagationPolicy"] = propagation
-        if grace_period is not None:
-            opts["gracePeriodSeconds"] = grace_period
+        opts = delete_options(propagation, grace_period, preconditions)
         await self.registry.delete(res, ns, name, opts)
 
     async def delete_collection(self, res: Resource, ns: str | None, label_selector: str = "") -> None:
