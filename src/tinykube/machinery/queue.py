@@ -2,11 +2,17 @@
 
 A key is never processed by two workers at once: while a key is being processed,
 adding it again marks it dirty and it is queued once more when ``done`` is called.
+
+Delayed adds go to one heap of due times with a single event-loop timer armed for
+its head (no timer per key, however many keys wait), and a key has at most one
+pending due time, the earliest asked for — as upstream's delaying queue keeps it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 from collections import deque
 
 
@@ -18,7 +24,11 @@ class WorkQueue:
         self._dirty: set[str] = set()
         self._failures: dict[str, int] = {}
         self._cond = asyncio.Condition()
-        self._timers: set[asyncio.TimerHandle] = set()
+        self._heap: list[tuple[float, int, str]] = []
+        self._due: dict[str, float] = {}
+        self._seq = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.closed = False
@@ -40,18 +50,43 @@ class WorkQueue:
             self._cond.notify()
 
     def add_after(self, key: str, delay: float) -> None:
+        """Add ``key`` after ``delay`` seconds (or earlier, if it is already due earlier)."""
         if delay <= 0:
             self.add(key)
             return
+        if self.closed:
+            return
         loop = asyncio.get_running_loop()
-        h: asyncio.TimerHandle
+        when = loop.time() + delay
+        cur = self._due.get(key)
+        if cur is not None and cur <= when:
+            return
+        self._due[key] = when
+        heapq.heappush(self._heap, (when, next(self._seq), key))
+        if self._timer is not None:
+            if self._timer_at <= when:
+                return
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = loop.call_at(when, self._fire)
 
-        def fire() -> None:
-            self._timers.discard(h)
-            self.add(key)
+    def pending(self, key: str) -> float | None:
+        """Loop time at which ``key`` is due, if a delayed add is waiting."""
+        return self._due.get(key)
 
-        h = loop.call_later(delay, fire)
-        self._timers.add(h)
+    def _fire(self) -> None:
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            when, _seq, key = heapq.heappop(heap)
+            if self._due.get(key) == when:  # otherwise superseded by an earlier time already handled
+                del self._due[key]
+                self.add(key)
+        if heap and not self.closed:
+            self._timer_at = heap[0][0]
+            self._timer = loop.call_at(self._timer_at, self._fire)
 
     def add_rate_limited(self, key: str) -> None:
         n = self._failures.get(key, 0)
@@ -86,7 +121,10 @@ class WorkQueue:
 
     async def shutdown(self) -> None:
         self.closed = True
-        for h in self._timers:
-            h.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._heap.clear()
+        self._due.clear()
         async with self._cond:
             self._cond.notify_all()

@@ -27,7 +27,7 @@ and then acts as their kubelets, as kwok does:
   Created, Started), which at ten thousand pods are most of the writes.
 
 All timed work (pod transitions, lease renewals, status heartbeats,
-registrations) goes through one :class:`~tinykube.sim.schedule.Schedule`: a heap
+registrations) goes through one :class:`~tinykube.machinery.queue.WorkQueue`: a heap
 and one timer feeding a fixed pool of workers, which bounds the writes in
 flight. Nothing sleeps per pod or per node.
 
@@ -53,11 +53,11 @@ from ..api.resources import NODES, PODS, must
 from ..client.base import Client, Obj
 from ..machinery.events import EventRecorder
 from ..machinery.informer import InformerFactory, key_of, split_key
+from ..machinery.queue import WorkQueue
 from . import lifecycle
 from .ipam import POD_CIDR_BASE, PodAddresses, node_ip, pod_cidr
 from .lifecycle import Plan, Timing
 from .objects import DEFAULT_CAPACITY, LEASE_NAMESPACE, lease_object, node_object, node_status
-from .schedule import Schedule
 
 log = logging.getLogger("tinykube.sim")
 
@@ -128,7 +128,7 @@ class SimulatedNodes:
             name = f"{name_prefix}{i}"
             self.nodes[name] = _Node(name, i, node_ip(i), pod_cidr(i, pod_cidr_base))
         self._pods: dict[str, _Pod] = {}
-        self._sched = Schedule()
+        self._sched = WorkQueue()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
         self._registered = asyncio.Event()
@@ -157,7 +157,7 @@ class SimulatedNodes:
     async def stop(self) -> None:
         """Stop all work. The Node objects stay: a later start adopts them."""
         self._stopped = True
-        self._sched.close()
+        await self._sched.shutdown()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -217,6 +217,8 @@ class SimulatedNodes:
     async def _worker(self) -> None:
         while True:
             key = await self._sched.get()
+            if key is None:
+                return
             try:
                 kind, _, rest = key.partition(":")
                 if kind == "p":

@@ -39,7 +39,7 @@ from ...api.selectors import LabelSelector
 from ...client.base import Client, Obj
 from ...machinery.controller import Controller
 from ...machinery.events import EventRecorder
-from ...machinery.informer import CONTROLLER_INDEX, InformerFactory, controller_ref, key_of, split_key
+from ...machinery.informer import CONTROLLER_INDEX, InformerFactory, controller_ref, split_key
 from . import util
 from .recreate import RecreateMixin
 from .rollback import RollbackMixin
@@ -73,8 +73,7 @@ class DeploymentController(Controller, RollingMixin, RecreateMixin, RollbackMixi
         self.pod_informer = informers.informer(PODS)
         self.rs_informer.add_index(ORPHAN_INDEX, _orphans_by_namespace)
         self._selectors: dict[bytes, LabelSelector] = {}
-        self.deadline_checks = {}
-        self.d_informer.add_handlers(self.enqueue, lambda _old, new: self.enqueue(new), self._on_deployment_delete)
+        self.d_informer.add_handlers(self.enqueue, lambda _old, new: self.enqueue(new), self.enqueue)
         self.rs_informer.add_handlers(self._on_rs_add, self._on_rs_update, self._on_rs_delete)
         self.pod_informer.add_handlers(on_delete=self._on_pod_delete)
 
@@ -154,10 +153,6 @@ class DeploymentController(Controller, RollingMixin, RecreateMixin, RollbackMixi
         if ref_changed or util.meta(cur).get("labels") != util.meta(old).get("labels"):
             for d in self.deployments_for_replica_set(cur):
                 self.enqueue(d)
-
-    def _on_deployment_delete(self, d: Obj) -> None:
-        self.deadline_checks.pop(key_of(d), None)
-        self.enqueue(d)
 
     def _on_rs_delete(self, rs: Obj) -> None:
         ref = controller_ref(rs)

@@ -16,7 +16,6 @@ the deadline check otherwise.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from ...api.meta import parse_timestamp
@@ -102,9 +101,6 @@ def requeue_after(d: Obj, new_status: dict[str, Any], now: float) -> float | Non
 
 class ProgressMixin(SyncMixin):
     queue: WorkQueue
-    # Deployment key -> monotonic time of its pending deadline check (one timer per key, the earliest wins,
-    # as upstream's delaying queue keeps it).
-    deadline_checks: dict[str, float]
 
     async def sync_rollout_status(self, all_rss: list[Obj | None], new_rs: Obj | None, d: Obj) -> None:
         now = self.now()
@@ -123,10 +119,7 @@ class ProgressMixin(SyncMixin):
         if after == 0:
             self.queue.add_rate_limited(key)
         else:
-            # A second more, so the check does not land just before the deadline.
-            fire_at = time.monotonic() + after + 1.0
-            pending = self.deadline_checks.get(key)
-            if pending is None or pending <= time.monotonic() or pending > fire_at:
-                self.deadline_checks[key] = fire_at
-                self.queue.add_after(key, after + 1.0)
+            # A second more, so the check does not land just before the deadline (the queue keeps one pending
+            # time per key, the earliest).
+            self.queue.add_after(key, after + 1.0)
         return after
