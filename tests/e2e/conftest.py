@@ -100,6 +100,10 @@ def stop(c: Cluster) -> None:
             time.sleep(0.05)
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(") ")[1][:1], \
             "server still running after down"
+    log = c.data_dir / "server.log"
+    text = log.read_text(errors="replace") if log.exists() else ""
+    assert "SharedObjectMutation" not in text, "the server changed a shared (informer) object in place:\n" + \
+        text[text.index("SharedObjectMutation"):][:3000]
 
 
 @pytest.fixture(scope="module")

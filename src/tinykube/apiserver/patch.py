@@ -951,9 +951,11 @@ def _union(a: Tree, b: Tree) -> Tree:
 
 
 def _diff(a: Tree, b: Tree) -> Tree:
+    """``a`` without ``b``; ``a`` itself when they share nothing (so unchanged entries keep their encoding)."""
     if not b or not a:
         return a
     out: Tree = {}
+    same = True
     for k, v in a.items():
         if k not in b:
             out[k] = v
@@ -961,7 +963,11 @@ def _diff(a: Tree, b: Tree) -> Tree:
             d = _diff(v, b[k])
             if d:
                 out[k] = d
-    return out
+            if d is not v:
+                same = False
+        else:
+            same = False
+    return a if same else out
 
 
 def _inter(a: Tree, b: Tree) -> Tree:
@@ -1276,6 +1282,9 @@ class _Manager:
     time: str | None
     subresource: str
     fields: Tree
+    # The fieldsV1 this entry was decoded from, with the tree it gave: re-encoded as is while ``fields`` is
+    # still that tree (most entries are untouched by an update).
+    source: tuple[Tree, JSON] | None = None
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -1301,7 +1310,8 @@ class _Manager:
         return s
 
 
-def _decode_managers(entries: Any) -> list[_Manager]:
+def _decode_managers(entries: Any, stored: bool = False) -> list[_Manager]:
+    """Entries as managers; ``stored`` entries (already canonical) remember their encoding for reuse."""
     out: dict[tuple[str, str, str, str], _Manager] = {}
     if not isinstance(entries, list):
         return []
@@ -1309,14 +1319,17 @@ def _decode_managers(entries: Any) -> list[_Manager]:
         if not isinstance(e, dict):
             continue
         t = e.get("time")
+        v1 = e.get("fieldsV1")
         m = _Manager(
             manager=str(e.get("manager") or ""),
             operation=str(e.get("operation") or ""),
             api_version=str(e.get("apiVersion") or ""),
             time=t if isinstance(t, str) else None,
             subresource=str(e.get("subresource") or ""),
-            fields=_from_v1(e.get("fieldsV1")) if e.get("fieldsType", "FieldsV1") == "FieldsV1" else {},
+            fields=_from_v1(v1) if e.get("fieldsType", "FieldsV1") == "FieldsV1" else {},
         )
+        if stored and isinstance(v1, dict) and v1:
+            m.source = (m.fields, v1)
         if m.key in out:
             out[m.key].fields = _union(out[m.key].fields, m.fields)
         else:
@@ -1341,7 +1354,8 @@ def _encode_managers(managers: list[_Manager]) -> list[JSON]:
         if m.time is not None:
             e["time"] = m.time
         e["fieldsType"] = "FieldsV1"
-        e["fieldsV1"] = _to_v1(m.fields)
+        src = m.source
+        e["fieldsV1"] = src[1] if src is not None and src[0] is m.fields else _to_v1(m.fields)
         if m.subresource:
             e["subresource"] = m.subresource
         out.append(e)
@@ -1438,7 +1452,7 @@ def update_managed_fields(old: JSON | None, new: JSON, manager: str, operation: 
     else:
         old_md = old.get("metadata") if old is not None else None
         stored = old_md.get("managedFields") if isinstance(old_md, dict) else None
-        managers = _decode_managers(stored)
+        managers = _decode_managers(stored, True)
         if old is not None and not managers:
             return result  # untracked object: stays untracked until someone applies
     res = schema.for_kind(group, version, kind)
@@ -1583,7 +1597,7 @@ def server_side_apply(live: JSON | None, applied: JSON, manager: str, force: boo
     current: JSON = _clone(live)
     cmd = current.get("metadata")
     prior = cmd.pop("managedFields", None) if isinstance(cmd, dict) else None
-    managers = _decode_managers(prior)
+    managers = _decode_managers(prior, True)
     if not managers:
         changed, removed = _changes(_tracked(_zero(group, version, kind), excl), _tracked(current, excl), res)
         before = _strip_tree(_diff(changed, removed), excl)

@@ -53,7 +53,7 @@ class HttpClient:
         return result
 
     async def list(self, res: Resource, ns: str | None = None, label_selector: str = "",
-                   field_selector: str = "") -> tuple[list[Obj], str]:
+                   field_selector: str = "", readonly: bool = False) -> tuple[list[Obj], str]:
         params = {k: v for k, v in (("labelSelector", label_selector), ("fieldSelector", field_selector)) if v}
         body = self._check(await self.http.get(_path(res, ns), params=params))
         return body["items"], body["metadata"]["resourceVersion"]
@@ -91,7 +91,8 @@ class HttpClient:
         self._check(await self.http.post(f"/api/v1/namespaces/{ns}/pods/{pod}/binding", content=orjson.dumps(body),
                                          headers={"Content-Type": "application/json"}))
 
-    async def watch(self, res: Resource, ns: str | None, resource_version: str) -> AsyncIterator[tuple[str, Obj]]:
+    async def watch(self, res: Resource, ns: str | None, resource_version: str,
+                    readonly: bool = False) -> AsyncIterator[tuple[str, Obj]]:
         params = {"watch": "true", "resourceVersion": resource_version, "allowWatchBookmarks": "true"}
         async with self.http.stream("GET", _path(res, ns), params=params) as r:
             if r.status_code >= 400:

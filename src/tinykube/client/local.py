@@ -11,6 +11,7 @@ from ..api import errors
 from ..api.resources import PODS, Resource
 from ..apiserver.registry import PATCH_JSON, PATCH_MERGE, PATCH_STRATEGIC, Options, Registry
 from .base import Obj, delete_options
+from .readonly import share
 
 _PATCH_CT = {"merge": PATCH_MERGE, "json": PATCH_JSON, "strategic": PATCH_STRATEGIC}
 
@@ -19,6 +20,11 @@ def _own(obj: dict[str, Any], raw: bytes | None) -> Obj:
     """A private copy: callers may mutate what they get without touching the store's cache."""
     result: Obj = orjson.loads(raw if raw is not None else orjson.dumps(obj))
     return result
+
+
+def _shared(obj: dict[str, Any], raw: bytes | None) -> Obj:
+    """The store's own object, for callers that promised not to change it."""
+    return share(obj)
 
 
 class LocalClient:
@@ -34,8 +40,10 @@ class LocalClient:
         return _own(obj, raw)
 
     async def list(self, res: Resource, ns: str | None = None, label_selector: str = "",
-                   field_selector: str = "") -> tuple[list[Obj], str]:
+                   field_selector: str = "", readonly: bool = False) -> tuple[list[Obj], str]:
         items, meta = self.registry.list(res, ns, label_selector, field_selector)
+        if readonly:
+            return [share(e.obj) for e in items], str(meta["resourceVersion"])
         return [orjson.loads(e.raw) for e in items], str(meta["resourceVersion"])
 
     async def create(self, res: Resource, ns: str | None, obj: Obj) -> Obj:
@@ -62,15 +70,17 @@ class LocalClient:
     async def bind(self, ns: str, pod: str, node: str) -> None:
         await self.registry.bind(PODS, ns, pod, {"target": {"kind": "Node", "name": node}}, self._opts())
 
-    async def watch(self, res: Resource, ns: str | None, resource_version: str) -> AsyncIterator[tuple[str, Obj]]:
+    async def watch(self, res: Resource, ns: str | None, resource_version: str,
+                    readonly: bool = False) -> AsyncIterator[tuple[str, Obj]]:
         w, initial = self.registry.watch(res, ns, resource_version)
+        out = _shared if readonly else _own
         try:
             for e in initial:
-                yield "ADDED", _own(*self.registry._to_external(res, e))
+                yield "ADDED", out(*self.registry._to_external(res, e))
             while True:
                 ev = await w.next()
                 if ev is None:
                     raise errors.gone("watch closed")
-                yield ev.type, _own(*self.registry._to_external(res, ev.entry))
+                yield ev.type, out(*self.registry._to_external(res, ev.entry))
         finally:
             w.close()

@@ -7,8 +7,10 @@ When the watch ends or the server answers 410 Gone, it lists again and turns the
 difference into synthetic add/update/delete notifications, as client-go's reflector
 plus DeltaFIFO replace do.
 
-Objects in the cache are shared: callers must copy (``copy.deepcopy``) before
-changing one. Keys are ``namespace/name`` (or ``name`` for cluster-scoped kinds).
+Objects in the cache are shared, with every handler and, over the in-process
+client, with the store itself (list and watch are ``readonly``, so no event is
+decoded or copied): callers must copy (``copy.deepcopy``) before changing one;
+``TINYKUBE_CHECK_SHARED=1`` makes any in-place change raise. Keys are ``namespace/name`` (or ``name`` for cluster-scoped kinds).
 
 :class:`InformerFactory` hands out one informer per resource, shared by every
 controller in the process, as client-go's SharedInformerFactory does.
@@ -113,6 +115,9 @@ class Informer:
     def by_index(self, index: str, value: str) -> builtins.list[Obj]:
         return list(self._indices[index].get(value, {}).values())
 
+    def index_count(self, index: str, value: str) -> int:
+        return len(self._indices[index].get(value, ()))
+
     # -- configuration -----------------------------------------------------------------------------------
     def add_index(self, name: str, fn: IndexFn) -> None:
         self._index_fns[name] = fn
@@ -165,11 +170,11 @@ class Informer:
                 delay = min(delay * 2, 5.0)
 
     async def _list_and_watch(self) -> None:
-        items, rv = await self.client.list(self.res, self.namespace)
+        items, rv = await self.client.list(self.res, self.namespace, readonly=True)
         self._replace(items)
         self.resource_version = rv
         self._synced.set()
-        async for etype, obj in self.client.watch(self.res, self.namespace, rv):
+        async for etype, obj in self.client.watch(self.res, self.namespace, rv, readonly=True):
             if etype == "BOOKMARK":
                 self.resource_version = obj.get("metadata", {}).get("resourceVersion", self.resource_version)
                 continue

@@ -6,11 +6,12 @@ keeps, per revision, what happened (put or delete), the value written and the
 revision of the key's previous value, so that a watch can replay history and
 filtered watchers can tell "stopped matching" from "changed".
 
-Backends are synchronous on purpose: the embedded SQLite driver commits in tens
-of microseconds, so calling it on the event loop is cheaper than a thread hop,
-and it keeps compare-and-swap trivially atomic (nothing interleaves between the
-check in :class:`tinykube.store.store.Store` and the commit). A networked driver
-(etcd) would implement the same calls behind its own thread.
+Backends are synchronous on purpose: the embedded SQLite driver commits a batch
+in tens of microseconds, so calling it on the event loop is cheaper than a
+thread hop. The store hands the backend every write of one event-loop tick as
+one batch (group commit); compare-and-swap happens in the store's memory, so
+nothing the backend does can interleave with it. A networked driver (etcd)
+would implement the same calls behind its own thread.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ class Backend(Protocol):
 
     def compacted_revision(self) -> int: ...
 
-    def commit(self, rev: int, key: str, op: int, value: bytes, prev_rev: int) -> None:
-        """Write one revision atomically and durably; raise on failure (nothing is then written)."""
+    def commit(self, rows: list[tuple[int, str, int, bytes, int]]) -> None:
+        """Write a batch of revisions ``(rev, key, op, value, prev_rev)``, oldest first, atomically and durably;
+        raise on failure (nothing of the batch is then written)."""
         ...
 
     def since(self, rev: int, prefix: str) -> Iterator[LogEntry]:

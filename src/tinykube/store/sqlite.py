@@ -1,4 +1,4 @@
-"""SQLite backend: one file, WAL journal, one transaction per revision.
+"""SQLite backend: one file, WAL journal, one transaction per batch of revisions.
 
 Schema (two tables):
 
@@ -89,22 +89,28 @@ class SqliteBackend:
     def compacted_revision(self) -> int:
         return self._compacted
 
-    def commit(self, rev: int, key: str, op: int, value: bytes, prev_rev: int) -> None:
+    def commit(self, rows: list[tuple[int, str, int, bytes, int]]) -> None:
+        """Write a batch of revisions (oldest first) in one transaction: all or nothing."""
         db = self.db
+        # The kv table only needs each key's final state in the batch.
+        final: dict[str, tuple[int, int]] = {}
+        for rev, key, op, _value, _prev in rows:
+            final[key] = (op, rev)
+        puts = [(key, rev) for key, (op, rev) in final.items() if op != DELETE]
+        dels = [(key,) for key, (op, _rev) in final.items() if op == DELETE]
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.execute("INSERT INTO log (rev, key, op, value, prev_rev) VALUES (?, ?, ?, ?, ?)",
-                       (rev, key, op, value, prev_rev))
-            if op == DELETE:
-                db.execute("DELETE FROM kv WHERE key = ?", (key,))
-            else:
-                db.execute("INSERT INTO kv (key, rev) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET rev = excluded.rev",
-                           (key, rev))
+            db.executemany("INSERT INTO log (rev, key, op, value, prev_rev) VALUES (?, ?, ?, ?, ?)", rows)
+            if puts:
+                db.executemany("INSERT INTO kv (key, rev) VALUES (?, ?) "
+                               "ON CONFLICT(key) DO UPDATE SET rev = excluded.rev", puts)
+            if dels:
+                db.executemany("DELETE FROM kv WHERE key = ?", dels)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        self._rev = rev
+        self._rev = rows[-1][0]
 
     def since(self, rev: int, prefix: str) -> Iterator[LogEntry]:
         cur = self.db.execute(

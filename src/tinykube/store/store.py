@@ -4,8 +4,12 @@
   GET and LIST never touch the disk. An entry keeps the object's serialized JSON
   (``raw``, already stamped with its ``resourceVersion``) and parses it lazily:
   a LIST without selectors splices the raw bytes into the response untouched.
-* Writes are compare-and-swap on the revision and go to the backend before the
-  cache and the watchers see them, so an acknowledged write is on disk.
+* Writes are compare-and-swap on the revision, checked and applied in memory
+  at once (so later writes of the same tick see them), and staged for a group
+  commit: every write of one event-loop tick goes to the backend in one
+  transaction at the end of the tick. Only then are watchers told and writers
+  answered, so an acknowledged (or watched) write is on disk. A failed commit
+  rolls memory back to the last committed state and fails the whole batch.
 * Secrets (keys under ``/registry/secrets/``) are encrypted before they reach
   the backend; the cache holds plaintext only in memory.
 * Watches register a bounded queue. A watch from a revision first replays the
@@ -13,8 +17,10 @@
   streams live events. A watcher that falls too far behind is closed, as
   kube-apiserver closes slow watchers; its client re-lists.
 
-Everything runs on the event loop thread: a write's check and commit have no
-``await`` between them, which is what makes compare-and-swap atomic.
+Everything runs on the event loop thread: a write's check and its apply to
+memory have no ``await`` between them, which is what makes compare-and-swap
+atomic. Reads may see a write of the current tick before its commit; if that
+commit fails (disk full), the write is undone and its writer gets the error.
 """
 
 from __future__ import annotations
@@ -145,6 +151,10 @@ class Store:
         gc.freeze()
         self.load_seconds = time.monotonic() - t
         self._listeners: list[Callable[[Event], None]] = []
+        # Group commit: writes of one event-loop tick, staged for one transaction (see flush).
+        self._rows: list[tuple[int, str, int, bytes, int]] = []
+        self._pending: list[tuple[Event, asyncio.Future[None]]] = []
+        self._flush_scheduled = False
 
     # -- encoding --------------------------------------------------------------------------------------------
     def _encode(self, key: str, raw: bytes) -> bytes:
@@ -186,25 +196,68 @@ class Store:
         return self.backend.compacted_revision()
 
     # -- writes ----------------------------------------------------------------------------------------------
-    def _write(self, key: str, obj: dict[str, Any], op: int, prev: Entry | None) -> Entry:
+    def _write(self, key: str, obj: dict[str, Any], op: int, prev: Entry | None) -> tuple[Entry, asyncio.Future[None]]:
+        """Apply a write to memory and stage it for the tick's group commit; the future resolves once it is on disk.
+
+        Watchers hear of it only after the commit, and in revision order.
+        """
         rev = self.rev + 1
         obj.setdefault("metadata", {})["resourceVersion"] = str(rev)
         raw = orjson.dumps(obj)
-        self.backend.commit(rev, key, op, self._encode(key, raw), prev.rev if prev else 0)
+        self._rows.append((rev, key, op, self._encode(key, raw), prev.rev if prev else 0))
         self.rev = rev
         entry = Entry(rev, raw, obj)
         if op == DELETE:
             del self._data[key]
         else:
             self._data[key] = entry
-        self._notify(Event(_OP_TYPE[op], key, entry, prev))
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._pending.append((Event(_OP_TYPE[op], key, entry, prev), fut))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self.flush)
+        return entry, fut
+
+    def flush(self) -> None:
+        """Commit the staged writes as one transaction, then notify watchers and acknowledge the writers.
+
+        If the commit fails, memory is rolled back to the last committed state and every writer of the batch
+        gets the error: nothing unacknowledged is visible afterwards, nothing acknowledged is lost.
+        """
+        self._flush_scheduled = False
+        rows, pending = self._rows, self._pending
+        if not rows:
+            return
+        self._rows, self._pending = [], []
+        try:
+            self.backend.commit(rows)
+        except BaseException as e:
+            for ev, _ in reversed(pending):
+                if ev.prev is None:
+                    self._data.pop(ev.key, None)
+                else:
+                    self._data[ev.key] = ev.prev
+            self.rev = rows[0][0] - 1
+            for _, fut in pending:
+                if not fut.done():
+                    fut.set_exception(e)
+            return
+        for ev, fut in pending:
+            self._notify(ev)
+            if not fut.done():
+                fut.set_result(None)
+
+    async def _commit(self, key: str, obj: dict[str, Any], op: int, prev: Entry | None) -> Entry:
+        entry, fut = self._write(key, obj, op, prev)
+        await fut
         return entry
 
     async def create(self, key: str, obj: dict[str, Any]) -> Entry:
         """Store a new object (``obj`` becomes owned by the store). KeyExists if present."""
         if key in self._data:
             raise KeyExists(key)
-        return self._write(key, obj, PUT_CREATE, None)
+        return await self._commit(key, obj, PUT_CREATE, None)
 
     async def update(self, key: str, obj: dict[str, Any], expected_rev: int | None = None) -> Entry:
         """Replace an object if its revision is still ``expected_rev`` (None: unconditionally)."""
@@ -213,7 +266,7 @@ class Store:
             raise KeyNotFound(key)
         if expected_rev is not None and prev.rev != expected_rev:
             raise RevisionConflict(key)
-        return self._write(key, obj, PUT_UPDATE, prev)
+        return await self._commit(key, obj, PUT_UPDATE, prev)
 
     async def delete(self, key: str, expected_rev: int | None = None) -> Entry:
         """Remove an object; the returned entry is its last state stamped with the deletion revision."""
@@ -222,7 +275,7 @@ class Store:
             raise KeyNotFound(key)
         if expected_rev is not None and prev.rev != expected_rev:
             raise RevisionConflict(key)
-        return self._write(key, prev.copy(), DELETE, prev)
+        return await self._commit(key, prev.copy(), DELETE, prev)
 
     # -- watch -----------------------------------------------------------------------------------------------
     def add_listener(self, fn: Callable[[Event], None]) -> None:
@@ -252,6 +305,9 @@ class Store:
         """
         if from_rev < self.backend.compacted_revision():
             raise Compacted(str(from_rev))
+        # Staged writes must be in the log (for the replay) and announced before this watcher joins: after the
+        # flush, every revision up to self.rev is either replayed or was notified before registration.
+        self.flush()
         w = Watch(self, prefix, self.watch_queue)
         if from_rev < self.rev:
             for le in self.backend.since(from_rev, prefix):
@@ -266,9 +322,11 @@ class Store:
 
     # -- maintenance -----------------------------------------------------------------------------------------
     def compact(self, rev: int) -> int:
+        self.flush()
         return self.backend.compact(min(rev, self.rev))
 
     def close(self) -> None:
+        self.flush()
         for ws in list(self._watchers.values()):
             for w in list(ws):
                 w.close()

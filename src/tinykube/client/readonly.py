@@ -1,0 +1,88 @@
+"""Read-only views for objects the in-process client shares instead of copying.
+
+Informers ask for ``readonly`` lists and watches. Over the in-process transport they
+then receive the store's own parsed objects: no JSON decode per event and no second
+copy in memory, which is most of what an informer costs at 10,000 pods. The price is
+client-go's rule, now load-bearing: an object from an informer (or a readonly list or
+watch) must never be changed in place; deep-copy it first (``copy.deepcopy`` of a
+shared object is an ordinary mutable copy).
+
+``TINYKUBE_CHECK_SHARED=1`` (the test suite sets it) hands out frozen copies instead:
+dicts and lists whose mutating methods raise :class:`SharedObjectMutation` and log
+the stack (kept in :data:`VIOLATIONS`; the suite fails a test that caused one, and a
+server whose log mentions one), so a component that breaks the rule fails its tests
+rather than corrupting the store's cache in production.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+from typing import Any, NoReturn
+
+CHECK = os.environ.get("TINYKUBE_CHECK_SHARED", "") not in ("", "0")
+log = logging.getLogger("tinykube.client.readonly")
+# Every refused change, as a stack: handlers and sync loops catch and retry errors, so the suite looks here.
+VIOLATIONS: list[str] = []
+
+
+class SharedObjectMutation(TypeError):
+    """Something changed an object it shares with the store (see the module docstring)."""
+
+
+def _refuse(*_args: Any, **_kwargs: Any) -> NoReturn:
+    stack = "".join(traceback.format_stack(limit=12)[:-1])
+    VIOLATIONS.append(stack)
+    log.error("SharedObjectMutation: a shared object was changed in place at\n%s", stack)
+    raise SharedObjectMutation("objects from informers and readonly lists/watches are shared: deep-copy first")
+
+
+def _thaw(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _thaw(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_thaw(x) for x in v]
+    return v
+
+
+class FrozenDict(dict[str, Any]):
+    __slots__ = ()
+    __setitem__ = __delitem__ = setdefault = pop = popitem = clear = update = __ior__ = _refuse  # type: ignore[assignment]
+
+    def __copy__(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = _thaw(self)
+        return out
+
+
+class FrozenList(list[Any]):
+    __slots__ = ()
+    __setitem__ = __delitem__ = append = extend = insert = pop = remove = clear = sort = reverse = \
+        __iadd__ = __imul__ = _refuse  # type: ignore[assignment]
+
+    def __copy__(self) -> list[Any]:
+        return list(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> list[Any]:
+        out: list[Any] = _thaw(self)
+        return out
+
+
+def freeze(v: Any) -> Any:
+    """A frozen deep copy of a JSON value."""
+    if isinstance(v, dict):
+        return FrozenDict({k: freeze(x) for k, x in v.items()})
+    if isinstance(v, list):
+        return FrozenList(freeze(x) for x in v)
+    return v
+
+
+def share(obj: dict[str, Any]) -> dict[str, Any]:
+    """How a shared object is handed out: itself, or a frozen copy when checking."""
+    if CHECK:
+        out: dict[str, Any] = freeze(obj)
+        return out
+    return obj

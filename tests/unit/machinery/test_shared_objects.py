@@ -1,0 +1,54 @@
+"""Informers share the store's objects over the in-process client; the suite's check mode freezes them."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+from tests.harness import control_plane, eventually
+
+from tinykube.api.resources import must
+from tinykube.client import readonly
+from tinykube.client.readonly import SharedObjectMutation, freeze
+
+CONFIGMAPS = must("", "v1", "configmaps")
+
+
+def test_frozen_values_refuse_changes_and_deep_copy_to_plain() -> None:
+    f = freeze({"a": {"b": [1, {"c": 2}]}})
+    with pytest.raises(SharedObjectMutation):
+        f["a"]["b"].append(3)
+    with pytest.raises(SharedObjectMutation):
+        f["a"]["b"][1]["c"] = 3
+    with pytest.raises(SharedObjectMutation):
+        f.setdefault("x", {})
+    assert f == {"a": {"b": [1, {"c": 2}]}}
+    c = copy.deepcopy(f)
+    c["a"]["b"].append(3)
+    c["a"]["b"][1]["c"] = 5
+    assert type(c) is dict and type(c["a"]["b"]) is list
+    assert f["a"]["b"] == [1, {"c": 2}]
+    assert len(readonly.VIOLATIONS) == 3
+    readonly.VIOLATIONS.clear()
+
+
+async def test_informer_objects_are_the_stores_unless_checking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with control_plane(tmp_path) as cp:
+        inf = cp.informers.informer(CONFIGMAPS)
+        cp.informers.start()
+        await cp.client.create(CONFIGMAPS, "default", {"metadata": {"name": "a"}, "data": {"k": "v"}})
+        frozen = await eventually(lambda: inf.get("default", "a"), what="a in the cache")
+        assert readonly.CHECK  # the suite runs in check mode (tests/conftest.py)
+        with pytest.raises(SharedObjectMutation):
+            frozen["data"]["k"] = "changed"
+        readonly.VIOLATIONS.clear()
+        monkeypatch.setattr(readonly, "CHECK", False)
+        await cp.client.create(CONFIGMAPS, "default", {"metadata": {"name": "b"}, "data": {"k": "v"}})
+        shared = await eventually(lambda: inf.get("default", "b"), what="b in the cache")
+        entry = cp.registry.store.get(CONFIGMAPS.key("default", "b"))
+        assert entry is not None and shared is entry.obj  # no decode, no second copy
+        # An ordinary client read is a private copy.
+        mine = await cp.client.get(CONFIGMAPS, "default", "b")
+        mine["data"]["k"] = "mine"
+        assert entry.obj["data"]["k"] == "v"
