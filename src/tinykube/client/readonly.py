@@ -48,7 +48,7 @@ def _thaw(v: Any) -> Any:
 
 class FrozenDict(dict[str, Any]):
     __slots__ = ()
-    __setitem__ = __delitem__ = setdefault = pop = popitem = clear = update = __ior__ = _refuse  # type: ignore[assignment]
+    __setitem__ = __delitem__ = setdefault = pop = popitem = clear = update = __ior__ = _refuse
 
     def __copy__(self) -> dict[str, Any]:
         return dict(self)
@@ -61,7 +61,7 @@ class FrozenDict(dict[str, Any]):
 class FrozenList(list[Any]):
     __slots__ = ()
     __setitem__ = __delitem__ = append = extend = insert = pop = remove = clear = sort = reverse = \
-        __iadd__ = __imul__ = _refuse  # type: ignore[assignment]
+        __iadd__ = __imul__ = _refuse
 
     def __copy__(self) -> list[Any]:
         return list(self)

@@ -157,9 +157,9 @@ class ReplicaSetController(Controller):
         need_sync = self.expectations.satisfied(key) and not rs["metadata"].get("deletionTimestamp")
         steady = self._steady(rs)
         if steady:
-            wait = self._paced.get(key, 0.0) - time.monotonic()
-            if wait > 0:
-                self.queue.add_after(key, wait)
+            hold = self._paced.get(key, 0.0) - time.monotonic()
+            if hold > 0:
+                self.queue.add_after(key, hold)
                 return
         t0 = time.perf_counter()
         pods = await self._claim_pods(rs)
