@@ -805,7 +805,7 @@ class Registry:
         grace = options.get("gracePeriodSeconds")
         if grace is not None and (not isinstance(grace, int) or isinstance(grace, bool)):
             raise errors.bad_request("gracePeriodSeconds must be an integer")
-        obj = cur.copy()
+        obj = cur.copy_top("status")  # only keys of metadata and status change below
         md = obj["metadata"]
         finalizers = list(md.get("finalizers") or [])
         if policy is not None and not md.get("deletionTimestamp"):
@@ -894,7 +894,7 @@ class Registry:
         if errs:
             raise errors.invalid("Binding", name, errs)
         cur = self._require_entry(res, ns, name)
-        pod = cur.copy()
+        pod = cur.copy_top("spec", "status")  # sets spec.nodeName and status.conditions (and the revision)
         spec = pod.setdefault("spec", {})
         if (pod.get("metadata") or {}).get("deletionTimestamp"):
             raise errors.conflict("pods", name, "", "pod is being deleted, cannot be assigned to a host")

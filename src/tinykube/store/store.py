@@ -88,6 +88,16 @@ class Entry:
         result: dict[str, Any] = orjson.loads(self.raw)
         return result
 
+    def copy_top(self, *fields: str) -> dict[str, Any]:
+        """A copy whose top level, metadata and the named top-level maps are new; everything deeper is shared
+        with the (read-only) entry. For writers that only set keys at those levels, without a full decode."""
+        out = dict(self.obj)
+        for f in ("metadata", *fields):
+            v = out.get(f)
+            if isinstance(v, dict):
+                out[f] = dict(v)
+        return out
+
 
 class Event:
     __slots__ = ("entry", "key", "prev", "type")
@@ -275,7 +285,7 @@ class Store:
             raise KeyNotFound(key)
         if expected_rev is not None and prev.rev != expected_rev:
             raise RevisionConflict(key)
-        return await self._commit(key, prev.copy(), DELETE, prev)
+        return await self._commit(key, prev.copy_top(), DELETE, prev)
 
     # -- watch -----------------------------------------------------------------------------------------------
     def add_listener(self, fn: Callable[[Event], None]) -> None:
