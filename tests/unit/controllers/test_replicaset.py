@@ -90,6 +90,49 @@ def test_status_counts_and_availability() -> None:
     assert util.next_availability_check(rs, pods, NOW) == pytest.approx(25)
 
 
+def test_running_counts_agree_with_a_full_walk() -> None:
+    """A PodTally fed only the pods that changed matches calculate_status over the claimed pods, at every step."""
+    import random
+
+    from tinykube.api.selectors import from_label_selector_object
+    rng = random.Random(7)
+    uid = "rs-uid"
+    rs = {"spec": {"selector": {"matchLabels": {"app": "x"}},
+                   "template": {"metadata": {"labels": {"app": "x", "tier": "t"}}}}}
+    sel = from_label_selector_object(rs["spec"]["selector"])
+    tmpl = rs["spec"]["template"]["metadata"]["labels"]
+    pods: dict[str, dict[str, Any]] = {}
+    tally = util.PodTally(b"sig")
+
+    def random_pod(name: str) -> dict[str, Any]:
+        p = pod(name, phase=rng.choice(["Pending", "Running", "Succeeded", "Failed"]),
+                ready=rng.choice([None, True, False]))
+        p["metadata"]["labels"] = rng.choice([{"app": "x", "tier": "t"}, {"app": "x"}, {"app": "y"}])
+        owner = rng.choice([uid, uid, uid, "other", None])
+        if owner:
+            p["metadata"]["ownerReferences"] = [{"uid": owner, "controller": True, "kind": "ReplicaSet"}]
+        if rng.random() < 0.1:
+            p["metadata"]["deletionTimestamp"] = now_rfc3339(NOW)
+        return p
+
+    for _step in range(400):
+        name = f"p{rng.randrange(40)}"
+        if name in pods and rng.random() < 0.3:
+            del pods[name]
+            tally.set(name, util.contribution(None, uid, sel.matches, tmpl))
+        else:
+            pods[name] = random_pod(name)
+            tally.set(name, util.contribution(pods[name], uid, sel.matches, tmpl))
+        claimed = [p for p in pods.values() if util.is_active(p) and sel.matches(p["metadata"]["labels"])
+                   and (p["metadata"].get("ownerReferences") or [{}])[0].get("uid") == uid]
+        want = util.calculate_status(rs, claimed, NOW)
+        mismatched = sum(1 for p in pods.values() if util.is_active(p) and not sel.matches(p["metadata"]["labels"])
+                         and (p["metadata"].get("ownerReferences") or [{}])[0].get("uid") == uid)
+        assert tally.counts == [want["replicas"], want["fullyLabeledReplicas"], want["readyReplicas"], mismatched]
+        assert want["availableReplicas"] == want["readyReplicas"]  # minReadySeconds 0
+    assert tally.replicas > 0 and tally.mismatched >= 0
+
+
 def replicaset(name: str, replicas: int) -> dict[str, Any]:
     return {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": name},
             "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},

@@ -28,7 +28,10 @@ import asyncio
 import copy
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
+
+import orjson
 
 from ...api import errors
 from ...api.meta import now_rfc3339
@@ -54,6 +57,11 @@ def _orphan_namespace(pod: Obj) -> list[str]:
     return [pod["metadata"].get("namespace") or ""] if controller_ref(pod) is None else []
 
 
+def _template_labels(rs: Obj) -> dict[str, str]:
+    labels: dict[str, str] = (((rs.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels") or {}
+    return labels
+
+
 def _selector(rs: Obj) -> LabelSelector:
     try:
         return from_label_selector_object((rs.get("spec") or {}).get("selector"))
@@ -72,6 +80,8 @@ class ReplicaSetController(Controller):
         self.pod_informer = informers.informer(PODS)
         self.expectations = Expectations()
         self._paced: dict[str, float] = {}  # key -> monotonic time before which a steady sync waits
+        self._tallies: dict[str, util.PodTally] = {}  # RS uid -> running counts of its pods
+        self._changed: dict[str, set[str]] = {}  # RS uid (with a tally) -> keys of its pods changed since
         self.recorder = EventRecorder(client, self.name)
         self.pod_informer.add_index(ORPHANS_INDEX, _orphan_namespace)
         self.rs_informer.add_handlers(self._rs_added, self._rs_updated, self._rs_deleted)
@@ -91,6 +101,8 @@ class ReplicaSetController(Controller):
     def _rs_deleted(self, rs: Obj) -> None:
         self.expectations.forget(key_of(rs))
         self._paced.pop(key_of(rs), None)
+        self._tallies.pop(rs["metadata"].get("uid", ""), None)
+        self._changed.pop(rs["metadata"].get("uid", ""), None)
         self.enqueue(rs)
 
     def _owner_key(self, pod: Obj) -> str | None:
@@ -112,7 +124,16 @@ class ReplicaSetController(Controller):
             if _selector(rs).matches(labels):
                 self.enqueue(rs)
 
+    def _mark(self, pod: Obj) -> None:
+        """Note a changed pod for its controller's tally (if that ReplicaSet has one)."""
+        ref = controller_ref(pod)
+        if ref is not None:
+            changed = self._changed.get(ref.get("uid", ""))
+            if changed is not None:
+                changed.add(key_of(pod))
+
     def _pod_added(self, pod: Obj) -> None:
+        self._mark(pod)
         if pod["metadata"].get("deletionTimestamp"):
             self._pod_deleted(pod)
             return
@@ -126,6 +147,8 @@ class ReplicaSetController(Controller):
         self._enqueue_matching(pod)
 
     def _pod_updated(self, old: Obj, new: Obj) -> None:
+        self._mark(old)
+        self._mark(new)
         if new["metadata"].get("deletionTimestamp") and not old["metadata"].get("deletionTimestamp"):
             self._pod_deleted(new)
             return
@@ -142,6 +165,7 @@ class ReplicaSetController(Controller):
             self._enqueue_matching(new)
 
     def _pod_deleted(self, pod: Obj) -> None:
+        self._mark(pod)
         key = self._owner_key(pod)
         if key is not None:
             self.expectations.deletion_observed(key, key_of(pod))
@@ -154,51 +178,88 @@ class ReplicaSetController(Controller):
         if rs is None:
             self.expectations.forget(key)
             return
-        need_sync = self.expectations.satisfied(key) and not rs["metadata"].get("deletionTimestamp")
-        steady = self._steady(rs)
+        md = rs["metadata"]
+        need_sync = self.expectations.satisfied(key) and not md.get("deletionTimestamp")
+        min_ready = int((rs.get("spec") or {}).get("minReadySeconds") or 0)
+        steady = min_ready > 0 and self._steady(rs)
         if steady:
             hold = self._paced.get(key, 0.0) - time.monotonic()
             if hold > 0:
                 self.queue.add_after(key, hold)
                 return
+        sel = _selector(rs)
+        tally = self._tally(rs, sel)
+        if tally.mismatched and not md.get("deletionTimestamp"):
+            await self._release_mismatched(rs, sel)
+        adopted = await self._adopt_orphans(rs, sel)
+        counts = list(tally.counts)
+        tmpl_labels = _template_labels(rs)
+        for p in adopted:
+            c = util.contribution(p, md["uid"], sel.matches, tmpl_labels)
+            if c is not None:
+                counts = [a + b for a, b in zip(counts, c, strict=True)]
+        pods: list[Obj] | None = None
         t0 = time.perf_counter()
-        pods = await self._claim_pods(rs)
+        if min_ready > 0:  # availability depends on the clock: walk the pods (paced, see the module docstring)
+            pods = self._claimed(rs, sel) + adopted
         walk = time.perf_counter() - t0
         failure: str | None = None
         if need_sync:
-            failure = await self._manage_replicas(key, rs, pods)
+            failure = await self._manage_replicas(key, rs, counts[0], lambda: self._claimed(rs, sel) + adopted)
         now = time.time()
-        t0 = time.perf_counter()
-        new_status = self._status(rs, pods, now, failure)
-        walk += time.perf_counter() - t0
+        if pods is not None:
+            t0 = time.perf_counter()
+            computed = util.calculate_status(rs, pods, now)
+            walk += time.perf_counter() - t0
+        else:
+            computed = {"replicas": counts[0], "fullyLabeledReplicas": counts[1], "readyReplicas": counts[2],
+                        "availableReplicas": counts[2]}
+        new_status = self._status(rs, computed, failure)
         if new_status is not None:
             await self._write_status(rs, new_status)
         if steady:
             self._paced[key] = time.monotonic() + PACE * walk
         else:
             self._paced.pop(key, None)
-        wait = util.next_availability_check(rs, pods, now)
+        wait = util.next_availability_check(rs, pods, now) if pods is not None else None
         if wait is not None:
             self.queue.add_after(key, wait + 0.05)
 
-    async def _claim_pods(self, rs: Obj) -> list[Obj]:
-        """Active pods this RS controls after adopting matching orphans and releasing non-matching ones."""
-        md = rs["metadata"]
-        uid = md["uid"]
-        sel = _selector(rs)
-        owned = [p for p in self.pod_informer.by_index(CONTROLLER_INDEX, uid) if util.is_active(p)]
-        result: list[Obj] = []
-        for p in owned:
-            if sel.matches(p["metadata"].get("labels")):
-                result.append(p)
-            elif not md.get("deletionTimestamp"):
+    def _tally(self, rs: Obj, sel: LabelSelector) -> util.PodTally:
+        """The ReplicaSet's running counts, brought up to date with the pods that changed since its last sync."""
+        uid = rs["metadata"]["uid"]
+        sig = orjson.dumps([(rs.get("spec") or {}).get("selector"), _template_labels(rs)], option=orjson.OPT_SORT_KEYS)
+        tally = self._tallies.get(uid)
+        changed = self._changed.get(uid)
+        self._changed[uid] = set()
+        tmpl_labels = _template_labels(rs)
+        if tally is None or tally.signature != sig:
+            tally = self._tallies[uid] = util.PodTally(sig)
+            for p in self.pod_informer.by_index(CONTROLLER_INDEX, uid):
+                tally.set(key_of(p), util.contribution(p, uid, sel.matches, tmpl_labels))
+        else:
+            for k in changed or ():
+                tally.set(k, util.contribution(self.pod_informer.get_key(k), uid, sel.matches, tmpl_labels))
+        return tally
+
+    def _claimed(self, rs: Obj, sel: LabelSelector) -> list[Obj]:
+        """The active pods this ReplicaSet controls and selects (a walk of its pods)."""
+        return [p for p in self.pod_informer.by_index(CONTROLLER_INDEX, rs["metadata"]["uid"])
+                if util.is_active(p) and sel.matches(p["metadata"].get("labels"))]
+
+    async def _release_mismatched(self, rs: Obj, sel: LabelSelector) -> None:
+        for p in self.pod_informer.by_index(CONTROLLER_INDEX, rs["metadata"]["uid"]):
+            if util.is_active(p) and not sel.matches(p["metadata"].get("labels")):
                 await self._release(rs, p)
+
+    async def _adopt_orphans(self, rs: Obj, sel: LabelSelector) -> list[Obj]:
+        """Adopt the active orphans the selector matches; returns them as patched."""
+        md = rs["metadata"]
         if md.get("deletionTimestamp") or sel.empty or sel.matches_nothing:
-            return result
+            return []
+        result: list[Obj] = []
         for p in self.pod_informer.by_index(ORPHANS_INDEX, md.get("namespace") or ""):
-            if not util.is_active(p):
-                continue
-            if not sel.matches(p["metadata"].get("labels")):
+            if not util.is_active(p) or not sel.matches(p["metadata"].get("labels")):
                 continue
             adopted = await self._adopt(rs, p)
             if adopted is not None:
@@ -228,17 +289,19 @@ class ReplicaSetController(Controller):
             if ex.code not in (404, 409):
                 raise
 
-    async def _manage_replicas(self, key: str, rs: Obj, pods: list[Obj]) -> str | None:
-        """Create or delete pods towards spec.replicas; returns a failure message for the ReplicaFailure condition."""
+    async def _manage_replicas(self, key: str, rs: Obj, active: int, pods: Callable[[], list[Obj]]) -> str | None:
+        """Create or delete pods towards spec.replicas (``active`` pods now; ``pods()`` lists them when some must
+        go); returns a failure message for the ReplicaFailure condition."""
         want = int((rs.get("spec") or {}).get("replicas", 1) or 0)
-        diff = len(pods) - want
+        diff = active - want
         if diff < 0:
             n = min(-diff, util.BURST_REPLICAS)
             self.expectations.expect_creations(key, n)
             return await self._create_pods(key, rs, n)
         if diff > 0:
             n = min(diff, util.BURST_REPLICAS)
-            victims = util.pods_to_delete(pods, pods, n)
+            claimed = pods()
+            victims = util.pods_to_delete(claimed, claimed, n)
             self.expectations.expect_deletions(key, [key_of(p) for p in victims])
             await asyncio.gather(*(self._delete_pod(key, rs, p) for p in victims))
         return None
@@ -288,10 +351,10 @@ class ReplicaSetController(Controller):
             return False
         return self.pod_informer.index_count(CONTROLLER_INDEX, rs["metadata"]["uid"]) == want
 
-    def _status(self, rs: Obj, pods: list[Obj], now: float, failure: str | None) -> Obj | None:
-        """The status to write, or None when the current one is right."""
+    def _status(self, rs: Obj, counts: Obj, failure: str | None) -> Obj | None:
+        """The status to write from the pod counts, or None when the current one is right."""
         cur = rs.get("status") or {}
-        new: Obj = util.calculate_status(rs, pods, now)
+        new: Obj = dict(counts)
         new["observedGeneration"] = rs["metadata"].get("generation", 1)
         conds = [c for c in cur.get("conditions") or [] if c.get("type") != "ReplicaFailure"]
         old_failure = next((c for c in cur.get("conditions") or [] if c.get("type") == "ReplicaFailure"), None)

@@ -184,3 +184,65 @@ def next_availability_check(rs: Obj, pods: list[Obj], now: float) -> float | Non
         if wait > 0 and (soonest is None or wait < soonest):
             soonest = wait
     return soonest
+
+
+# -- running counts ---------------------------------------------------------------------------------------------
+# One pod's share of its ReplicaSet's counts: (replicas, fullyLabeled, ready, mismatched). ``mismatched`` is an
+# active pod the ReplicaSet controls whose labels no longer match its selector: it counts for nothing, and its
+# presence tells the controller that a walk to release it is due.
+Contribution = tuple[int, int, int, int]
+
+
+def contribution(pod: Obj | None, uid: str, matches: Any, template_labels: dict[str, str]) -> Contribution | None:
+    """What ``pod`` adds to the counts of the ReplicaSet with ``uid`` (None: nothing, e.g. gone or not its pod).
+
+    ``matches(labels) -> bool`` is the ReplicaSet's selector. Counts agree with :func:`calculate_status` over the
+    claimed pods for ``minReadySeconds`` 0 (where available equals ready).
+    """
+    if pod is None or not is_active(pod):
+        return None
+    md = pod["metadata"]
+    ref = next((r for r in md.get("ownerReferences") or () if r.get("controller")), None)
+    if ref is None or ref.get("uid") != uid:
+        return None
+    labels = md.get("labels") or {}
+    if not matches(labels):
+        return (0, 0, 0, 1)
+    fully = 1 if all(labels.get(k) == v for k, v in template_labels.items()) else 0
+    return (1, fully, 1 if is_ready(pod) else 0, 0)
+
+
+class PodTally:
+    """A ReplicaSet's counts, kept per pod so that a sync only re-examines the pods that changed since the last.
+
+    ``signature`` names what the contributions were computed under (selector and template labels): when it
+    changes, the tally is rebuilt.
+    """
+
+    __slots__ = ("by_pod", "counts", "signature")
+
+    def __init__(self, signature: bytes) -> None:
+        self.signature = signature
+        self.by_pod: dict[str, Contribution] = {}
+        self.counts = [0, 0, 0, 0]
+
+    def set(self, key: str, c: Contribution | None) -> None:
+        old = self.by_pod.pop(key, None) if c is None else self.by_pod.get(key)
+        if old == c:
+            return
+        counts = self.counts
+        if old is not None:
+            for i in range(4):
+                counts[i] -= old[i]
+        if c is not None:
+            self.by_pod[key] = c
+            for i in range(4):
+                counts[i] += c[i]
+
+    @property
+    def replicas(self) -> int:
+        return self.counts[0]
+
+    @property
+    def mismatched(self) -> int:
+        return self.counts[3]
