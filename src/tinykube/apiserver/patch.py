@@ -88,6 +88,7 @@ Server-side apply and managed fields
 
 from __future__ import annotations
 
+import bisect
 import functools
 from dataclasses import dataclass
 from datetime import datetime
@@ -998,9 +999,18 @@ def _paths(t: Tree, prefix: str = "") -> list[str]:
 
 def _to_v1(t: Tree) -> JSON:
     out: JSON = {}
-    keys = sorted((k for k in t if k != "."), key=_pe_sort)
-    if "." in t and keys:
-        out["."] = {}
+    # Upstream orders path elements f: < k: < v: < i:, then by the rest; a plain string sort agrees (and puts
+    # "." first) unless an i: element sits beside other kinds, which the slow path handles.
+    keys = sorted(t)
+    dot = bool(keys) and keys[0] == "."
+    if dot:
+        del keys[0]
+    if keys:
+        lo = bisect.bisect_left(keys, "i:")
+        if lo < len(keys) and keys[lo].startswith("i:") and not (keys[0].startswith("i:") and keys[-1].startswith("i:")):
+            keys.sort(key=_pe_sort)
+        if dot:
+            out["."] = {}
     for k in keys:
         out[k] = _to_v1(t[k])
     return out

@@ -18,6 +18,7 @@ scale-down): a pod sorts *earlier* — and is deleted first — when it is
 
 from __future__ import annotations
 
+import heapq
 import math
 import time
 from typing import Any
@@ -117,9 +118,9 @@ def pods_to_delete(pods: list[Obj], related: list[Obj], n: int, now: float | Non
         node = (p.get("spec") or {}).get("nodeName")
         if node:
             per_node[node] = per_node.get(node, 0) + 1
-    ranked = sorted(pods, key=lambda p: deletion_sort_key(p, per_node.get((p.get("spec") or {}).get("nodeName") or "", 0),
-                                                          now))
-    return ranked[:n]
+    # nsmallest is sorted(...)[:n] without sorting the rest.
+    return heapq.nsmallest(n, pods, key=lambda p: deletion_sort_key(
+        p, per_node.get((p.get("spec") or {}).get("nodeName") or "", 0), now))
 
 
 def slow_start_batches(total: int, initial: int = SLOW_START_INITIAL_BATCH) -> list[int]:
