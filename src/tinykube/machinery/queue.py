@@ -23,7 +23,8 @@ class WorkQueue:
         self._processing: set[str] = set()
         self._dirty: set[str] = set()
         self._failures: dict[str, int] = {}
-        self._cond = asyncio.Condition()
+        # Idle workers, each parked on a future that add() resolves directly (no task or lock per add).
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self._heap: list[tuple[float, int, str]] = []
         self._due: dict[str, float] = {}
         self._seq = itertools.count()
@@ -43,11 +44,15 @@ class WorkQueue:
             return
         self._queued.add(key)
         self._queue.append(key)
-        asyncio.get_running_loop().create_task(self._wake())
+        self._wake_one()
 
-    async def _wake(self) -> None:
-        async with self._cond:
-            self._cond.notify()
+    def _wake_one(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            w = waiters.popleft()
+            if not w.done():
+                w.set_result(None)
+                return
 
     def add_after(self, key: str, delay: float) -> None:
         """Add ``key`` after ``delay`` seconds (or earlier, if it is already due earlier)."""
@@ -100,15 +105,21 @@ class WorkQueue:
         return self._failures.get(key, 0)
 
     async def get(self) -> str | None:
-        async with self._cond:
-            while not self._queue and not self.closed:
-                await self._cond.wait()
-            if self.closed:
-                return None
-            key = self._queue.popleft()
-            self._queued.discard(key)
-            self._processing.add(key)
-            return key
+        while not self._queue and not self.closed:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(fut)
+            try:
+                await fut
+            except asyncio.CancelledError:
+                if fut.done() and not fut.cancelled():
+                    self._wake_one()  # woken and cancelled at once: pass the wake-up on
+                raise
+        if self.closed:
+            return None
+        key = self._queue.popleft()
+        self._queued.discard(key)
+        self._processing.add(key)
+        return key
 
     def done(self, key: str) -> None:
         self._processing.discard(key)
@@ -126,5 +137,7 @@ class WorkQueue:
             self._timer = None
         self._heap.clear()
         self._due.clear()
-        async with self._cond:
-            self._cond.notify_all()
+        while self._waiters:
+            w = self._waiters.popleft()
+            if not w.done():
+                w.set_result(None)
