@@ -2096,8 +2096,35 @@ def _validate_topology_spread(v: _V, spec: Obj, path: str) -> None:
             _validate_label_selector(v, sel, _child(cpath, "labelSelector"))
 
 
+_POD_SPEC_MEMO: dict[bytes, list[FieldError]] = {}
+_POD_SPEC_MEMO_SIZE = 256
+
+
 def validate_pod_spec(v: _V, spec: Obj, path: str, is_pod: bool) -> None:
-    """Upstream's ValidatePodSpec; ``is_pod`` is ``opts.ResourceIsPod``."""
+    """Upstream's ValidatePodSpec; ``is_pod`` is ``opts.ResourceIsPod``.
+
+    The errors depend on the spec alone, and a ReplicaSet's pods share one: results are memoized by the spec's
+    serialized form (a cache of recent specs, so 10,000 pods from one template are validated once).
+    """
+    try:
+        key: bytes | None = orjson.dumps([path, is_pod, spec])
+    except (orjson.JSONEncodeError, TypeError):
+        key = None
+    if key is not None:
+        hit = _POD_SPEC_MEMO.get(key)
+        if hit is not None:
+            v.extend(hit)
+            return
+    sub = _V()
+    _validate_pod_spec(sub, spec, path, is_pod)
+    v.extend(sub.errs)
+    if key is not None:
+        if len(_POD_SPEC_MEMO) >= _POD_SPEC_MEMO_SIZE:
+            _POD_SPEC_MEMO.clear()
+        _POD_SPEC_MEMO[key] = list(sub.errs)
+
+
+def _validate_pod_spec(v: _V, spec: Obj, path: str, is_pod: bool) -> None:
     grace = v.get_int(spec, "terminationGracePeriodSeconds", path, 64)
     if spec.get("terminationGracePeriodSeconds") is None:
         v.add(required(_child(path, "terminationGracePeriodSeconds")))

@@ -58,19 +58,20 @@ class HttpClient:
         body = self._check(await self.http.get(_path(res, ns), params=params))
         return body["items"], body["metadata"]["resourceVersion"]
 
-    async def create(self, res: Resource, ns: str | None, obj: Obj) -> Obj:
+    async def create(self, res: Resource, ns: str | None, obj: Obj, readonly: bool = False) -> Obj:
         result: Obj = self._check(await self.http.post(_path(res, ns), content=orjson.dumps(obj),
                                                        headers={"Content-Type": "application/json"}))
         return result
 
-    async def update(self, res: Resource, ns: str | None, obj: Obj, subresource: str = "") -> Obj:
+    async def update(self, res: Resource, ns: str | None, obj: Obj, subresource: str = "",
+                     readonly: bool = False) -> Obj:
         result: Obj = self._check(await self.http.put(_path(res, ns, obj["metadata"]["name"], subresource),
                                                       content=orjson.dumps(obj),
                                                       headers={"Content-Type": "application/json"}))
         return result
 
     async def patch(self, res: Resource, ns: str | None, name: str, body: Any, patch_type: str = "merge",
-                    subresource: str = "") -> Obj:
+                    subresource: str = "", readonly: bool = False) -> Obj:
         result: Obj = self._check(await self.http.patch(_path(res, ns, name, subresource), content=orjson.dumps(body),
                                                         headers={"Content-Type": _PATCH_CT[patch_type]}))
         return result

@@ -46,18 +46,19 @@ class LocalClient:
             return [share(e.obj) for e in items], str(meta["resourceVersion"])
         return [orjson.loads(e.raw) for e in items], str(meta["resourceVersion"])
 
-    async def create(self, res: Resource, ns: str | None, obj: Obj) -> Obj:
+    async def create(self, res: Resource, ns: str | None, obj: Obj, readonly: bool = False) -> Obj:
         r = await self.registry.create(res, ns, obj, self._opts())
-        return _own(r.obj, r.raw)
+        return (_shared if readonly else _own)(r.obj, r.raw)
 
-    async def update(self, res: Resource, ns: str | None, obj: Obj, subresource: str = "") -> Obj:
+    async def update(self, res: Resource, ns: str | None, obj: Obj, subresource: str = "",
+                     readonly: bool = False) -> Obj:
         r = await self.registry.update(res, ns, obj["metadata"]["name"], obj, self._opts(), subresource)
-        return _own(r.obj, r.raw)
+        return (_shared if readonly else _own)(r.obj, r.raw)
 
     async def patch(self, res: Resource, ns: str | None, name: str, body: Any, patch_type: str = "merge",
-                    subresource: str = "") -> Obj:
+                    subresource: str = "", readonly: bool = False) -> Obj:
         r = await self.registry.patch(res, ns, name, _PATCH_CT[patch_type], orjson.dumps(body), self._opts(), subresource)
-        return _own(r.obj, r.raw)
+        return (_shared if readonly else _own)(r.obj, r.raw)
 
     async def delete(self, res: Resource, ns: str | None, name: str, propagation: str | None = None,
                      grace_period: int | None = None, preconditions: dict[str, str] | None = None) -> None:

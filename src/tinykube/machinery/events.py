@@ -137,7 +137,8 @@ class EventRecorder:
         if prev is not None and now - prev[1] < _DEDUP_SECONDS:
             name, _t, count = prev
             try:
-                await self.client.patch(EVENTS, ns, name, {"count": count + 1, "lastTimestamp": ts, "message": message})
+                await self.client.patch(EVENTS, ns, name, {"count": count + 1, "lastTimestamp": ts, "message": message},
+                                        readonly=True)
                 self._seen.pop(dedup, None)
                 self._seen[dedup] = (name, now, count + 1)
                 return
@@ -154,5 +155,5 @@ class EventRecorder:
             "firstTimestamp": ts, "lastTimestamp": ts, "count": 1,
             "reportingComponent": self.component, "reportingInstance": self.host,
         }
-        await self.client.create(EVENTS, ns, ev)
+        await self.client.create(EVENTS, ns, ev, readonly=True)
         self._seen[dedup] = (name, now, 1)

@@ -391,7 +391,7 @@ class SimulatedNodes:
             body = {"metadata": {"name": name, "namespace": ns, "resourceVersion": md.get("resourceVersion")},
                     "status": status}
             try:
-                res = await self.client.update(PODS, ns, body, subresource="status")
+                res = await self.client.update(PODS, ns, body, subresource="status", readonly=True)
             except errors.ApiError as ex:
                 if ex.code == 404:
                     self._pods.pop(key, None)

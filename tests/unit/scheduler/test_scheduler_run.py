@@ -182,13 +182,13 @@ class CountingClient:
         return getattr(self.inner, name)
 
     async def patch(self, res: Any, ns: Any, name: str, body: Any, patch_type: str = "merge",
-                    subresource: str = "") -> Any:
+                    subresource: str = "", **kw: Any) -> Any:
         self.writes[f"patch {res.plural}/{subresource}"] += 1
-        return await self.inner.patch(res, ns, name, body, patch_type, subresource)
+        return await self.inner.patch(res, ns, name, body, patch_type, subresource, **kw)
 
-    async def create(self, res: Any, ns: Any, obj: Any) -> Any:
+    async def create(self, res: Any, ns: Any, obj: Any, **kw: Any) -> Any:
         self.writes[f"create {res.plural}"] += 1
-        return await self.inner.create(res, ns, obj)
+        return await self.inner.create(res, ns, obj, **kw)
 
 
 async def test_unchanged_failures_are_not_rewritten(cp: ControlPlane) -> None:

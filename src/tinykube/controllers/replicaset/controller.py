@@ -311,7 +311,7 @@ class ReplicaSetController(Controller):
         template = util.pod_from_template(rs)
         done = 0
         for batch in util.slow_start_batches(n):
-            results = await asyncio.gather(*(self.client.create(PODS, ns, copy.deepcopy(template))
+            results = await asyncio.gather(*(self.client.create(PODS, ns, copy.deepcopy(template), readonly=True)
                                              for _ in range(batch)), return_exceptions=True)
             failed: BaseException | None = None
             for r in results:
