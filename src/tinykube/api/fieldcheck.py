@@ -136,13 +136,43 @@ def _walk(node: _Node, value: Any, path: str, out: list[str]) -> None:
                 _walk(item, v, f"{path}.{key}" if path else key, out)
 
 
+def _any_unknown(node: _Node, value: Any) -> bool:
+    """Whether :func:`_walk` would find anything (the common answer, no, without building paths)."""
+    kind = node.kind
+    if kind == OBJECT:
+        if type(value) is not dict:
+            return False
+        props = node.props
+        for key, v in value.items():
+            child = props.get(key)
+            if child is None:
+                return True
+            if v is not None and child.kind != ANY and _any_unknown(child, v):
+                return True
+    elif kind == LIST:
+        if type(value) is not list:
+            return False
+        item = node.item
+        for v in value:
+            if v is not None and _any_unknown(item, v):
+                return True
+    elif kind == MAP:
+        if type(value) is not dict:
+            return False
+        item = node.item
+        for v in value.values():
+            if v is not None and _any_unknown(item, v):
+                return True
+    return False
+
+
 def unknown_fields(group: str, version: str, kind: str, obj: dict[str, Any]) -> list[str]:
     """Paths of the fields in ``obj`` that the kind's schema does not declare, in body order.
 
     ``[]`` when everything is known or the kind has no published schema.
     """
     node = _kind_node(group, version, kind)
-    if node is None:
+    if node is None or not _any_unknown(node, obj):
         return []
     out: list[str] = []
     _walk(node, obj, "", out)

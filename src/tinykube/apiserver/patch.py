@@ -1433,16 +1433,19 @@ def _zero(group: str, version: str, kind: str) -> JSON:
 
 def update_managed_fields(old: JSON | None, new: JSON, manager: str, operation: str, group: str, version: str,
                           kind: str, now: str, *, subresource: str = "") -> JSON:
-    """Record, in a copy of ``new``, that ``manager`` changed what differs between ``old`` and ``new``.
+    """Record, in a (shallow) copy of ``new``, that ``manager`` changed what differs between ``old`` and ``new``.
 
     Called for every create (``old`` None), update and non-apply patch. ``new.metadata.managedFields``, when a
     client sends a non-empty list, replaces the stored entries (``[{}]`` clears them); otherwise the entries of
     ``old`` are carried over. ``subresource="status"`` records a status-subresource update.
     """
-    result: JSON = _clone(new)
+    # Only metadata's own keys change below: a shallow copy of the top and of metadata is enough (the rest is
+    # shared with ``new``, as read-only as the stored objects it came from).
+    result: JSON = dict(new)
     md = result.get("metadata")
     if not isinstance(md, dict):
         return result
+    md = result["metadata"] = dict(md)
     provided = md.pop("managedFields", None)
     memo_key: bytes | None = None
     if old is None and not (isinstance(provided, list) and provided):
@@ -1473,7 +1476,7 @@ def update_managed_fields(old: JSON | None, new: JSON, manager: str, operation: 
     changed = _strip_tree(changed, excl, subresource)
     removed = _strip_tree(removed, excl, subresource)
     if not changed and not removed and stored:
-        md["managedFields"] = _clone(stored)  # nothing changed hands
+        md["managedFields"] = stored  # nothing changed hands (shared: stored entries are never changed in place)
         return result
     for m in managers:
         m.fields = _diff(_diff(m.fields, changed), removed)

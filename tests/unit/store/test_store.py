@@ -108,3 +108,57 @@ async def test_slow_watcher_is_closed(tmp_path: Path) -> None:
         seen += 1
     assert seen == 5 and w.closed
     s.close()
+
+
+async def test_group_commit_batches_a_tick_and_acks_after_commit(tmp_path: Path) -> None:
+    s = mk(tmp_path)
+    batches: list[int] = []
+    real = s.backend.commit
+
+    def counting(rows: list[tuple[int, str, int, bytes, int]]) -> None:
+        batches.append(len(rows))
+        real(rows)
+
+    s.backend.commit = counting  # type: ignore[method-assign]
+    w = s.watch("/registry/configmaps/", s.rev)
+    entries = await asyncio.gather(*(s.create(f"/registry/configmaps/ns/c{i}", {"metadata": {"name": f"c{i}"}})
+                                     for i in range(20)))
+    assert batches == [20]  # one transaction for the tick's twenty writes
+    assert [e.rev for e in entries] == list(range(entries[0].rev, entries[0].rev + 20))
+    seen = [await w.next(1) for _ in range(20)]
+    assert [ev.rev for ev in seen if ev] == [e.rev for e in entries]  # watchers hear them in revision order
+    s.close()
+    s2 = mk(tmp_path)  # all on disk
+    assert len(list(s2.list("/registry/configmaps/ns/"))) == 20
+    s2.close()
+
+
+async def test_failed_commit_rolls_back_the_batch_and_fails_its_writers(tmp_path: Path) -> None:
+    s = mk(tmp_path)
+    base = await s.create("/registry/configmaps/ns/a", {"metadata": {"name": "a"}, "data": {"v": "1"}})
+    w = s.watch("/registry/configmaps/", s.rev)
+    real = s.backend.commit
+
+    def failing(rows: list[tuple[int, str, int, bytes, int]]) -> None:
+        raise OSError("disk full")
+
+    s.backend.commit = failing  # type: ignore[method-assign]
+    results = await asyncio.gather(
+        s.update("/registry/configmaps/ns/a", {"metadata": {"name": "a"}, "data": {"v": "2"}}, base.rev),
+        s.create("/registry/configmaps/ns/b", {"metadata": {"name": "b"}}),
+        s.delete("/registry/configmaps/ns/a"),
+        return_exceptions=True)
+    assert all(isinstance(r, OSError) for r in results), results
+    # Memory is back at the last committed state; nothing was announced.
+    assert s.rev == base.rev
+    cur = s.get("/registry/configmaps/ns/a")
+    assert cur is not None and cur.rev == base.rev and cur.obj["data"] == {"v": "1"}
+    assert s.get("/registry/configmaps/ns/b") is None
+    with pytest.raises(TimeoutError):
+        await w.next(0.05)
+    s.backend.commit = real  # type: ignore[method-assign]
+    again = await s.create("/registry/configmaps/ns/b", {"metadata": {"name": "b"}})
+    assert again.rev == base.rev + 1
+    ev = await w.next(1)
+    assert ev is not None and ev.rev == again.rev and ev.key.endswith("/b")
+    s.close()
