@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +33,7 @@ from ..client.base import Client, Obj
 log = logging.getLogger("tinykube.machinery.events")
 _DEDUP_SECONDS = 600.0
 _MAX_PENDING = 10000
+_CONCURRENCY = 64  # event writes in flight per recorder
 
 
 AGGREGATE_MAX_EVENTS = 10
@@ -86,12 +88,12 @@ class EventRecorder:
         self.component = component
         self.host = host
         self.correlator = Correlator()
-        self._q: asyncio.Queue[tuple[Obj, str, str, str, tuple[str, ...]]] = asyncio.Queue()
+        self._q: deque[tuple[Obj, str, str, str, tuple[str, ...]]] = deque()
         self._seen: dict[tuple[str, ...], tuple[str, float, int]] = {}
         self._task: asyncio.Task[None] | None = None
 
     def event(self, obj: Obj, type_: str, reason: str, message: str) -> None:
-        if self._q.qsize() >= _MAX_PENDING:
+        if len(self._q) >= _MAX_PENDING:
             return  # upstream drops events too when its broadcaster is full
         md = obj.get("metadata") or {}
         ref = {"kind": obj.get("kind", ""), "namespace": md.get("namespace", ""), "name": md.get("name", ""),
@@ -101,12 +103,12 @@ class EventRecorder:
         if verdict is None:
             return
         message, dedup = verdict
-        self._q.put_nowait((ref, type_, reason, message, dedup))
+        self._q.append((ref, type_, reason, message, dedup))
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._drain())
 
     async def flush(self) -> None:
-        while self._task is not None and not self._task.done() and not self._q.empty():
+        while self._task is not None and not self._task.done() and self._q:
             await asyncio.sleep(0.01)
 
     async def stop(self) -> None:
@@ -116,18 +118,26 @@ class EventRecorder:
                 await self._task
 
     async def _drain(self) -> None:
-        n = 0
-        while not self._q.empty():
-            n += 1
-            if n % 16 == 0:
-                await asyncio.sleep(0)  # in-process writes never wait: let other work run between bursts
-            ref, type_, reason, message, dedup = self._q.get_nowait()
-            try:
-                await self._write(ref, type_, reason, message, dedup)
-            except asyncio.CancelledError:
-                raise
-            except Exception as ex:
-                log.debug("event %s/%s not recorded: %s", ref.get("name"), reason, ex)
+        """Write queued events, up to ``_CONCURRENCY`` at once (a write waits for its group commit, so one at a
+        time would be one per event-loop tick). Events with the same dedup key are never in flight together:
+        the second must see the first's name to count it (the batch stops at such an event)."""
+        q = self._q
+        while q:
+            batch: list[tuple[Obj, str, str, str, tuple[str, ...]]] = []
+            keys: set[tuple[str, ...]] = set()
+            while q and len(batch) < _CONCURRENCY and q[0][4] not in keys:
+                item = q.popleft()
+                keys.add(item[4])
+                batch.append(item)
+            await asyncio.gather(*(self._write_logged(*item) for item in batch))
+
+    async def _write_logged(self, ref: Obj, type_: str, reason: str, message: str, dedup: tuple[str, ...]) -> None:
+        try:
+            await self._write(ref, type_, reason, message, dedup)
+        except asyncio.CancelledError:
+            raise
+        except Exception as ex:
+            log.debug("event %s/%s not recorded: %s", ref.get("name"), reason, ex)
 
     async def _write(self, ref: Obj, type_: str, reason: str, message: str, dedup: tuple[str, ...]) -> None:
         ns = ref.get("namespace") or "default"
