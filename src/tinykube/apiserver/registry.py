@@ -440,7 +440,7 @@ class Registry:
             e = await self.store.create(key, obj)
         except KeyExists:
             raise errors.already_exists(res.plural, name, res.group) from None
-        return Result(e.obj, e.raw, 201, warnings)
+        return Result(obj, e.raw, 201, warnings)  # obj is what the store keeps (it may drop its parsed copy)
 
     def _prepare_create(self, res: Resource, obj: dict[str, Any]) -> None:
         md = obj["metadata"]
@@ -593,7 +593,7 @@ class Registry:
             raise errors.conflict(res.plural, name, res.group) from None
         except KeyNotFound:
             raise errors.not_found(res.plural, name, res.group) from None
-        return Result(e.obj, e.raw, 200, warnings)
+        return Result(new, e.raw, 200, warnings)
 
     def _prepare_update(self, res: Resource, old: dict[str, Any], obj: dict[str, Any], subresource: str) -> dict[str, Any]:
         omd = old.get("metadata") or {}
@@ -839,7 +839,7 @@ class Registry:
             if dry_run:
                 return Result(obj, None, 202)
             e = await self.store.update(key, obj, cur.rev)
-            return Result(e.obj, e.raw, 202 if pending else 200)
+            return Result(obj, e.raw, 202 if pending else 200)
         if dry_run:
             return Result(cur.obj, cur.raw, 200)
         e = await self.store.delete(key, cur.rev)

@@ -39,6 +39,9 @@ from .backend import DELETE, PUT_CREATE, PUT_UPDATE, Backend
 from .crypto import Encryptor
 
 ENCRYPTED_PREFIXES = ("/registry/secrets/",)
+# Kinds written in bulk and rarely read back in-process: their entries keep only the bytes once committed (the
+# parsed form is rebuilt on demand), which is most of what 100,000 pods' worth of Events would hold in memory.
+UNPARSED_PREFIXES = ("/registry/events/",)
 
 ADDED = "ADDED"
 MODIFIED = "MODIFIED"
@@ -82,6 +85,10 @@ class Entry:
         if o is None:
             o = self._obj = orjson.loads(self.raw)
         return o
+
+    def forget_parsed(self) -> None:
+        """Drop the parsed form (holders of it keep theirs); ``obj`` parses ``raw`` again when asked."""
+        self._obj = None
 
     def copy(self) -> dict[str, Any]:
         """A private, mutable copy of the object."""
@@ -257,6 +264,8 @@ class Store:
             self._notify(ev)
             if not fut.done():
                 fut.set_result(None)
+            if ev.key.startswith(UNPARSED_PREFIXES):
+                ev.entry.forget_parsed()
 
     async def _commit(self, key: str, obj: dict[str, Any], op: int, prev: Entry | None) -> Entry:
         entry, fut = self._write(key, obj, op, prev)
