@@ -102,8 +102,7 @@ def stop(c: Cluster) -> None:
             "server still running after down"
     log = c.data_dir / "server.log"
     text = log.read_text(errors="replace") if log.exists() else ""
-    assert "SharedObjectMutation" not in text, "the server changed a shared (informer) object in place:\n" + \
-        text[text.index("SharedObjectMutation"):][:3000]
+    assert "SelfCheckFailed" not in text, "a server self-check failed:\n" + text[text.index("SelfCheckFailed"):][:3000]
 
 
 @pytest.fixture(scope="module")

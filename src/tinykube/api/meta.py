@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from datetime import UTC, datetime
@@ -47,3 +48,12 @@ def parse_timestamp(ts: Any) -> float | None:
 def random_suffix(n: int = 5) -> str:
     """``n`` random characters of the safe alphabet (what generateName appends)."""
     return "".join(secrets.choice(NAME_ALPHABET) for _ in range(n))
+
+
+def new_uid() -> str:
+    """A random (version 4) UUID in its text form; ``str(uuid.uuid4())`` without the object in between."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

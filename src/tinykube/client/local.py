@@ -33,7 +33,7 @@ class LocalClient:
         self.manager = manager
 
     def _opts(self) -> Options:
-        return Options(field_validation="Ignore", field_manager=self.manager, user_agent=self.manager)
+        return Options(field_validation="Ignore", field_manager=self.manager, user_agent=self.manager, typed=True)
 
     async def get(self, res: Resource, ns: str | None, name: str) -> Obj:
         obj, raw = self.registry.get(res, ns, name)

@@ -8,23 +8,20 @@ watch) must never be changed in place; deep-copy it first (``copy.deepcopy`` of 
 shared object is an ordinary mutable copy).
 
 ``TINYKUBE_CHECK_SHARED=1`` (the test suite sets it) hands out frozen copies instead:
-dicts and lists whose mutating methods raise :class:`SharedObjectMutation` and log
-the stack (kept in :data:`VIOLATIONS`; the suite fails a test that caused one, and a
+dicts and lists whose mutating methods raise :class:`SharedObjectMutation` and report
+it (:func:`tinykube.api.checks.report`: the suite fails a test that caused one, and a
 server whose log mentions one), so a component that breaks the rule fails its tests
 rather than corrupting the store's cache in production.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import traceback
 from typing import Any, NoReturn
 
-CHECK = os.environ.get("TINYKUBE_CHECK_SHARED", "") not in ("", "0")
-log = logging.getLogger("tinykube.client.readonly")
-# Every refused change, as a stack: handlers and sync loops catch and retry errors, so the suite looks here.
-VIOLATIONS: list[str] = []
+from ..api import checks
+
+CHECK = checks.CHECK
+VIOLATIONS = checks.VIOLATIONS
 
 
 class SharedObjectMutation(TypeError):
@@ -32,9 +29,7 @@ class SharedObjectMutation(TypeError):
 
 
 def _refuse(*_args: Any, **_kwargs: Any) -> NoReturn:
-    stack = "".join(traceback.format_stack(limit=12)[:-1])
-    VIOLATIONS.append(stack)
-    log.error("SharedObjectMutation: a shared object was changed in place at\n%s", stack)
+    checks.report("SharedObjectMutation: a shared object was changed in place")
     raise SharedObjectMutation("objects from informers and readonly lists/watches are shared: deep-copy first")
 
 

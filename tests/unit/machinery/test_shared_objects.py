@@ -52,3 +52,15 @@ async def test_informer_objects_are_the_stores_unless_checking(tmp_path: Path, m
         mine = await cp.client.get(CONFIGMAPS, "default", "b")
         mine["data"]["k"] = "mine"
         assert entry.obj["data"]["k"] == "v"
+
+
+async def test_in_process_writers_are_checked_for_unknown_fields(tmp_path: Path) -> None:
+    from tinykube.api import checks
+    async with control_plane(tmp_path) as cp:
+        assert checks.CHECK
+        await cp.client.create(CONFIGMAPS, "default", {"metadata": {"name": "a"}, "data": {"k": "v"}})
+        assert checks.VIOLATIONS == []
+        got = await cp.client.create(CONFIGMAPS, "default", {"metadata": {"name": "b"}, "bogus": 1})
+        assert "bogus" not in got  # still pruned, as for any client
+        assert len(checks.VIOLATIONS) == 1 and "unknown fields in a ConfigMap: ['bogus']" in checks.VIOLATIONS[0]
+        checks.VIOLATIONS.clear()
