@@ -1453,11 +1453,10 @@ def update_managed_fields(old: JSON | None, new: JSON, manager: str, operation: 
         memo_key = _create_memo_key(result, manager, operation, group, version, kind, subresource)
         hit = _CREATE_MEMO.get(memo_key)
         if hit is not None:
-            entries = orjson.loads(hit)
-            for e in entries:
-                e["time"] = now
-            if entries:
-                md["managedFields"] = entries
+            # New entries (their own time), sharing the memo's fieldsV1 maps: stored objects are never changed
+            # in place, so one map serves every pod of a template (in memory too).
+            if hit:
+                md["managedFields"] = [{**e, "time": now} for e in hit]
             return result
     stored: Any = None
     if isinstance(provided, list) and provided:
@@ -1495,11 +1494,11 @@ def update_managed_fields(old: JSON | None, new: JSON, manager: str, operation: 
     if memo_key is not None:
         if len(_CREATE_MEMO) >= _CREATE_MEMO_SIZE:
             _CREATE_MEMO.clear()
-        _CREATE_MEMO[memo_key] = orjson.dumps(md.get("managedFields") or [])
+        _CREATE_MEMO[memo_key] = _clone(md.get("managedFields") or [])
     return result
 
 
-_CREATE_MEMO: dict[bytes, bytes] = {}
+_CREATE_MEMO: dict[bytes, list[JSON]] = {}
 _CREATE_MEMO_SIZE = 512
 
 

@@ -31,9 +31,10 @@ class LocalClient:
     def __init__(self, registry: Registry, manager: str = "tinykube") -> None:
         self.registry = registry
         self.manager = manager
+        self._options = Options(field_validation="Ignore", field_manager=manager, user_agent=manager, typed=True)
 
     def _opts(self) -> Options:
-        return Options(field_validation="Ignore", field_manager=self.manager, user_agent=self.manager, typed=True)
+        return self._options  # the registry only reads options
 
     async def get(self, res: Resource, ns: str | None, name: str) -> Obj:
         obj, raw = self.registry.get(res, ns, name)
