@@ -41,8 +41,8 @@ NAMESPACES = ["default", FUZZ_NS, "kube-system", "kube-public", "kube-node-lease
 LIVE_NAMES = ["fz-0", "fz-1", "fz-2"]
 BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 # Upstream forbids deleting default/kube-system/kube-public (NamespaceLifecycle admission) but lets
-# kube-node-lease go (a controller re-creates it later); the fuzzer never deletes that one so the
-# "built-in namespaces survive" check holds.
+# kube-node-lease go (a controller re-creates it later; tinykube's namespace controller does so at once); the
+# fuzzer's own deletes avoid it, and other routes that delete it leave the re-creation to that controller.
 UNDELETABLE_BY_FUZZER = ("kube-node-lease",)
 
 SUBRESOURCES = ["status", "scale", "binding", "finalize", "eviction", "log", "exec", "proxy", "bogus", "STATUS"]

@@ -99,6 +99,9 @@ def must(group: str, version: str, plural: str) -> Resource:
     return _BY_GVR[(group, version, plural)]
 
 
+# The namespaces kube-apiserver creates and keeps (its system-namespaces controller re-creates them when deleted).
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
 PODS = must("", "v1", "pods")
 NODES = must("", "v1", "nodes")
 EVENTS = must("", "v1", "events")

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..api.resources import SYSTEM_NAMESPACES
 from ..apiserver.http import ApiServer
 from ..apiserver.registry import Registry
 from ..client.local import LocalClient
@@ -43,7 +44,6 @@ log = logging.getLogger("tinykube.server")
 STORE_FILE = "state.db"
 KEY_FILE = "secrets.key"
 KUBECONFIG = "kubeconfig"
-BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
 @dataclass
@@ -78,7 +78,7 @@ def open_store(data_dir: Path) -> Store:
 
 
 async def bootstrap(registry: Registry, api_port: int) -> None:
-    for ns in BUILTIN_NAMESPACES:
+    for ns in SYSTEM_NAMESPACES:
         await registry.ensure("namespaces", "", None, {"metadata": {"name": ns}})
     await registry.ensure("services", "", "default", {
         "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},

@@ -7,6 +7,9 @@
   the ``kubernetes`` finalizer through ``namespaces/{name}/finalize`` and the API
   server completes the deletion. Objects that take time to go (pods with a
   grace period, objects with finalizers) make the sync requeue.
+* A system namespace (``kube-node-lease`` is the one the API lets go) is created
+  again once deleted, as kube-apiserver's system-namespaces controller does
+  (upstream checks every minute; this reacts to the deletion).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import logging
 from typing import Any
 
 from ...api import errors
-from ...api.resources import Resource, lookup, namespaced_resources
+from ...api.resources import SYSTEM_NAMESPACES, Resource, lookup, namespaced_resources
 from ...client.base import Client
 from ...machinery.queue import WorkQueue
 
@@ -56,6 +59,8 @@ class NamespaceController:
                     name = obj["metadata"]["name"]
                     if etype == "DELETED":
                         self.cache.pop(name, None)
+                        if name in SYSTEM_NAMESPACES:
+                            self.queue.add(name)
                         continue
                     self.cache[name] = obj
                     self.queue.add(name)
@@ -87,6 +92,13 @@ class NamespaceController:
         """One step for a namespace; True means "come back soon"."""
         ns = self.cache.get(name)
         if ns is None:
+            if name in SYSTEM_NAMESPACES:
+                assert NAMESPACES is not None
+                try:
+                    await self.client.create(NAMESPACES, None, {"metadata": {"name": name}})
+                except errors.ApiError as ex:
+                    if ex.code != 409:
+                        raise
             return False
         if ns["metadata"].get("deletionTimestamp"):
             return await self._delete_contents(ns)
