@@ -23,7 +23,7 @@ writes the WAL never wrapped.
 Durability: WAL with ``synchronous=NORMAL`` survives a crash or ``kill -9`` of
 the process at any moment (a commit returns only after its WAL frame is written
 to the OS); ``synchronous=FULL`` (``TINYKUBE_SYNC=full``) also survives power
-loss, at the cost of an fsync per write.
+loss, at the cost of an fsync per commit (per batch).
 """
 
 from __future__ import annotations

@@ -13,13 +13,14 @@ enqueue it. ``sync`` takes one step:
   observedGeneration, a ReplicaFailure condition after failed creates) when it changed,
   and come back when a ready pod will cross ``minReadySeconds``.
 
-Pacing. Claiming and counting walk every pod of the ReplicaSet, and every pod event
-enqueues it: for a large ReplicaSet whose pods are changing state (10,000 pods going
-Ready), back-to-back syncs would make that walk quadratic in the pod count. So a
-ReplicaSet that has as many pods as it wants (only its status can be stale) is synced
-again no sooner than ``PACE`` times the CPU its last walk took after that sync. Small
-ReplicaSets are unaffected (a 100-pod walk costs well under a millisecond); a
-ReplicaSet that must create or delete pods is never held back.
+Counting without walking. Every pod event enqueues the ReplicaSet, so a sync that walked
+all its pods would make 10,000 pods going Ready cost quadratic time. The controller keeps
+running counts per ReplicaSet (:class:`~.util.PodTally`): handlers only note which pods
+changed, and a sync re-examines just those. Walks remain where the answer needs every
+pod: choosing pods to delete, releasing pods whose labels stopped matching, and counting
+availability under ``minReadySeconds`` (it depends on the clock). That last walk is paced:
+a ReplicaSet with as many pods as it wants is synced again no sooner than ``PACE`` times
+the CPU its last walk took; one that must create or delete pods is never held back.
 """
 
 from __future__ import annotations
@@ -228,11 +229,11 @@ class ReplicaSetController(Controller):
     def _tally(self, rs: Obj, sel: LabelSelector) -> util.PodTally:
         """The ReplicaSet's running counts, brought up to date with the pods that changed since its last sync."""
         uid = rs["metadata"]["uid"]
-        sig = orjson.dumps([(rs.get("spec") or {}).get("selector"), _template_labels(rs)], option=orjson.OPT_SORT_KEYS)
+        tmpl_labels = _template_labels(rs)
+        sig = orjson.dumps([(rs.get("spec") or {}).get("selector"), tmpl_labels], option=orjson.OPT_SORT_KEYS)
         tally = self._tallies.get(uid)
         changed = self._changed.get(uid)
         self._changed[uid] = set()
-        tmpl_labels = _template_labels(rs)
         if tally is None or tally.signature != sig:
             tally = self._tallies[uid] = util.PodTally(sig)
             for p in self.pod_informer.by_index(CONTROLLER_INDEX, uid):
