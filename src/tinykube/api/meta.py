@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import time
@@ -34,6 +35,12 @@ def parse_timestamp(ts: Any) -> float | None:
     """Epoch seconds of an RFC 3339 timestamp (``Time`` or ``MicroTime``); None when unset, zero or unparsable."""
     if not isinstance(ts, str) or not ts:
         return None
+    return _parse_timestamp(ts)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_timestamp(ts: str) -> float | None:
+    """Cached: timestamps have second resolution, so thousands of pods share a few dozen of them."""
     try:
         parsed = datetime.fromisoformat(ts)
     except ValueError:
