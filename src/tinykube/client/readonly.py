@@ -41,9 +41,30 @@ def _thaw(v: Any) -> Any:
     return v
 
 
+_MISSING = object()
+
+
 class FrozenDict(dict[str, Any]):
+    """Refuses every change. Writes that change nothing (a key set to an equal value, ``setdefault`` of a
+    present key, ``pop`` of an absent one with a default) are allowed: they cannot corrupt what is shared,
+    and defaulting code re-applied to stored, already-defaulted objects does exactly that."""
+
     __slots__ = ()
-    __setitem__ = __delitem__ = setdefault = pop = popitem = clear = update = __ior__ = _refuse
+    __delitem__ = popitem = clear = update = __ior__ = _refuse
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if dict.get(self, key, _MISSING) != value:
+            _refuse()
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            _refuse()
+        return self[key]
+
+    def pop(self, key: str, default: Any = _MISSING) -> Any:
+        if key in self or default is _MISSING:
+            _refuse()
+        return default
 
     def __copy__(self) -> dict[str, Any]:
         return dict(self)

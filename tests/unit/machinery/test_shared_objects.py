@@ -64,3 +64,40 @@ async def test_in_process_writers_are_checked_for_unknown_fields(tmp_path: Path)
         assert "bogus" not in got  # still pruned, as for any client
         assert len(checks.VIOLATIONS) == 1 and "unknown fields in a ConfigMap: ['bogus']" in checks.VIOLATIONS[0]
         checks.VIOLATIONS.clear()
+
+
+def test_writes_that_change_nothing_are_allowed() -> None:
+    f = freeze({"a": {"b": "1"}, "l": [1]})
+    f["a"]["b"] = "1"  # equal value: nothing shared changes
+    assert f.setdefault("a", {}) == {"b": "1"}
+    assert f.pop("zz", None) is None
+    assert readonly.VIOLATIONS == []
+    with pytest.raises(SharedObjectMutation):
+        f["a"]["b"] = "2"
+    with pytest.raises(SharedObjectMutation):
+        f.pop("a", None)
+    assert f == {"a": {"b": "1"}, "l": [1]}
+    readonly.VIOLATIONS.clear()
+
+
+async def test_update_from_a_shallow_working_copy_leaves_the_shared_template_alone(tmp_path: Path) -> None:
+    """The registry defaults what it is given in place; a controller's working copy shares the pod template with
+    the informer. Defaulting an already-defaulted template writes only equal values (found by the fuzz test)."""
+    from tinykube.controllers.deployment.util import working_copy
+    rs_res = must("apps", "v1", "replicasets")
+    async with control_plane(tmp_path) as cp:
+        inf = cp.informers.informer(rs_res)
+        cp.informers.start()
+        await cp.client.create(rs_res, "default", {
+            "metadata": {"name": "r"},
+            "spec": {"replicas": 0, "selector": {"matchLabels": {"a": "b"}},
+                     "template": {"metadata": {"labels": {"a": "b"}},
+                                  "spec": {"containers": [{"name": "c", "image": "i",
+                                                           "resources": {"limits": {"cpu": "1000m"}}}]}}}})
+        shared = await eventually(lambda: inf.get("default", "r"), what="r in the cache")
+        body = working_copy(shared)
+        body["metadata"]["annotations"] = {"x": "y"}
+        out = await cp.client.update(rs_res, "default", body)
+        assert out["metadata"]["annotations"] == {"x": "y"}
+        assert out["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] == {"cpu": "1"}
+        assert readonly.VIOLATIONS == []
