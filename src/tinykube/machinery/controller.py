@@ -20,6 +20,16 @@ from .queue import WorkQueue
 log = logging.getLogger("tinykube.machinery.controller")
 
 
+async def stop_tasks(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel the tasks, wait until each has ended (whatever it raised), and empty the list."""
+    for t in tasks:
+        t.cancel()
+    for t in tasks:
+        with contextlib.suppress(BaseException):
+            await t
+    tasks.clear()
+
+
 class Controller:
     name = "controller"
     workers = 1
@@ -44,12 +54,7 @@ class Controller:
 
     async def stop(self) -> None:
         await self.queue.shutdown()
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(BaseException):
-                await t
-        self._tasks.clear()
+        await stop_tasks(self._tasks)
 
     async def _worker(self) -> None:
         while True:

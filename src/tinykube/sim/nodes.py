@@ -40,7 +40,6 @@ repeated look gives the same answer and writes nothing new.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -51,6 +50,7 @@ from ..api import errors
 from ..api.meta import parse_timestamp
 from ..api.resources import NODES, PODS, must
 from ..client.base import Client, Obj
+from ..machinery.controller import stop_tasks
 from ..machinery.events import EventRecorder
 from ..machinery.informer import InformerFactory, key_of, split_key
 from ..machinery.queue import WorkQueue
@@ -158,12 +158,7 @@ class SimulatedNodes:
         """Stop all work. The Node objects stay: a later start adopts them."""
         self._stopped = True
         await self._sched.shutdown()
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(BaseException):
-                await t
-        self._tasks.clear()
+        await stop_tasks(self._tasks)
         for rec in [n.recorder for n in self.nodes.values() if n.recorder is not None]:
             await rec.stop()
 

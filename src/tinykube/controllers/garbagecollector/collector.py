@@ -42,7 +42,6 @@ thousands of deletes over the in-process client does not starve other tasks.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from collections.abc import Iterable
@@ -51,6 +50,7 @@ from typing import Any
 from ...api import errors
 from ...api.resources import RESOURCES, Resource, by_api_version
 from ...client.base import Client, Obj
+from ...machinery.controller import stop_tasks
 from ...machinery.informer import InformerFactory
 from ...machinery.queue import WorkQueue
 from .graph import (
@@ -159,12 +159,7 @@ class GarbageCollector:
     async def stop(self) -> None:
         await self.delete_queue.shutdown()
         await self.orphan_queue.shutdown()
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(BaseException):
-                await t
-        self._tasks.clear()
+        await stop_tasks(self._tasks)
 
     # -- workers -----------------------------------------------------------------------------------------
     async def _delete_worker(self) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 from ...api import errors
 from ...api.resources import SYSTEM_NAMESPACES, Resource, lookup, namespaced_resources
 from ...client.base import Client
+from ...machinery.controller import stop_tasks
 from ...machinery.queue import WorkQueue
 
 log = logging.getLogger("tinykube.controllers.namespace")
@@ -45,11 +46,7 @@ class NamespaceController:
 
     async def stop(self) -> None:
         await self.queue.shutdown()
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(BaseException):
-                await t
+        await stop_tasks(self._tasks)
 
     async def _watch_loop(self) -> None:
         assert NAMESPACES is not None
