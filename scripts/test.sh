@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+./scripts/install-system-deps.sh
 command -v kubectl >/dev/null || { echo "kubectl (v1.32) must be on PATH for the e2e tests" >&2; exit 1; }
 python3 -m ruff check src tests bench
 python3 -m mypy

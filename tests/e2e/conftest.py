@@ -100,9 +100,24 @@ def stop(c: Cluster) -> None:
             time.sleep(0.05)
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(") ")[1][:1], \
             "server still running after down"
+    assert_node_cleaned(c)
     log = c.data_dir / "server.log"
     text = log.read_text(errors="replace") if log.exists() else ""
     assert "SelfCheckFailed" not in text, "a server self-check failed:\n" + text[text.index("SelfCheckFailed"):][:3000]
+
+
+def assert_node_cleaned(c: Cluster) -> None:
+    """After ``down``: nothing of the local node is left on the host (bridge, pod namespaces, supervisors)."""
+    node_file = c.data_dir / "agent" / "node.json"
+    if not node_file.exists():
+        return
+    tag = json.loads(node_file.read_text()).get("tag")
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert f"tkb-{tag}:" not in links, "the node bridge outlived tinykube down"
+    netns = subprocess.run(["ip", "netns"], capture_output=True, text=True).stdout
+    assert f"tk-{tag}-" not in netns, "pod network namespaces outlived tinykube down"
+    procs = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert f"{c.data_dir}/agent/" not in procs, "container supervisors outlived tinykube down"
 
 
 @pytest.fixture(scope="module")

@@ -68,6 +68,8 @@ def test_foreground_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         if p.poll() is None:
             p.kill()
             p.wait()
+        # The server stopped; its node's pods and network stay until `down` (as a kubelet restart keeps them).
+        c.tinykube("down", "--data-dir", str(c.data_dir))
     assert not (c.data_dir / "server.json").exists()
     out = c.tinykube("status", "--data-dir", str(c.data_dir), check=False)
     assert out.returncode != 0 and "stopped" in out.stdout

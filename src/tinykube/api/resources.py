@@ -21,7 +21,7 @@ class Resource:
     namespaced: bool
     short_names: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
-    subresources: tuple[str, ...] = ()  # "status", "scale", "binding", "eviction", "log", "exec", "finalize"
+    subresources: tuple[str, ...] = ()  # "status", "scale", "binding", "eviction", "log", "exec", "attach", ...
     verbs: tuple[str, ...] = tuple(ALL_VERBS)
     # Where the object is stored; resources that are views of another share it (events.k8s.io -> core events).
     storage: str = ""
@@ -65,7 +65,8 @@ R = Resource
 RESOURCES: list[Resource] = [
     R("", "v1", "Namespace", "namespaces", "namespace", False, ("ns",), (), ("status", "finalize"),
       ("create", "delete", "get", "list", "patch", "update", "watch")),
-    R("", "v1", "Pod", "pods", "pod", True, ("po",), ("all",), ("status", "binding", "eviction", "log", "exec")),
+    R("", "v1", "Pod", "pods", "pod", True, ("po",), ("all",),
+      ("status", "binding", "eviction", "log", "exec", "attach", "portforward")),
     R("", "v1", "Service", "services", "service", True, ("svc",), ("all",), ("status",),
       ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")),
     R("", "v1", "Endpoints", "endpoints", "endpoints", True, ("ep",)),

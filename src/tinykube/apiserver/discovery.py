@@ -23,10 +23,12 @@ AGGREGATED_CT_V2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDisco
 AGGREGATED_CT_V2BETA1 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
 
 _SUB_KINDS = {"scale": ("autoscaling", "v1", "Scale"), "binding": ("", "v1", "Binding"),
-              "eviction": ("policy", "v1", "Eviction")}
+              "eviction": ("policy", "v1", "Eviction"), "exec": ("", "v1", "PodExecOptions"),
+              "attach": ("", "v1", "PodAttachOptions"), "portforward": ("", "v1", "PodPortForwardOptions")}
 _SUB_VERBS = {"status": ["get", "patch", "update"], "scale": ["get", "patch", "update"], "binding": ["create"],
-              "finalize": ["update"], "eviction": ["create"], "log": ["get"], "exec": ["create", "get"]}
-SERVED_SUBRESOURCES = ("status", "scale", "binding", "finalize")
+              "finalize": ["update"], "eviction": ["create"], "log": ["get"], "exec": ["create", "get"],
+              "attach": ["create", "get"], "portforward": ["create", "get"]}
+SERVED_SUBRESOURCES = ("status", "scale", "binding", "finalize", "log", "exec", "attach", "portforward")
 
 
 def _subresources(r: Resource) -> list[str]:

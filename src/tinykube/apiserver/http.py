@@ -10,6 +10,10 @@ objects straight from the store's serialized bytes when nothing needs to change,
 
 Watches are chunked streams of newline-delimited JSON events. A task listens for
 the client going away and ends the watch, so no watcher outlives its connection.
+
+The pods' streaming subresources (``log``, ``exec``, ``attach``, ``portforward``), the
+only WebSocket endpoints, are handed to :mod:`tinykube.apiserver.streams` after the
+usual authentication.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import orjson
 from ..api import errors, openapi, protobuf, selectors
 from ..api.resources import Resource, lookup
 from ..store.store import DELETED, Entry, Event
-from . import discovery, tables
+from . import discovery, streams, tables
 from .registry import Options, Registry, check_depth, load_yaml
 
 log = logging.getLogger("tinykube.apiserver")
@@ -45,10 +49,11 @@ TABLE_CT = b"application/json;as=Table;v=v1;g=meta.k8s.io"
 
 
 class Request:
-    __slots__ = ("accept", "body", "content_type", "headers", "method", "path", "query", "user_agent")
+    __slots__ = ("accept", "body", "content_type", "headers", "method", "path", "query", "scope", "user_agent")
 
     def __init__(self, scope: Scope) -> None:
-        self.method: str = scope["method"]
+        self.scope = scope
+        self.method: str = scope.get("method", "GET")  # a WebSocket scope has none: its handshake is a GET
         self.path: str = scope["path"]
         q = scope.get("query_string", b"").decode("latin-1")
         self.query: dict[str, str] = {k: v[-1] for k, v in parse_qs(q, keep_blank_values=True).items()}
@@ -123,8 +128,10 @@ def _status_bytes(err: errors.ApiError) -> bytes:
 
 
 class ApiServer:
-    def __init__(self, registry: Registry, token: str, server_address: str = "127.0.0.1:6443") -> None:
+    def __init__(self, registry: Registry, token: str, server_address: str = "127.0.0.1:6443",
+                 kubelet: streams.KubeletConfig | None = None) -> None:
         self.registry = registry
+        self.streams = streams.PodStreams(registry, kubelet)
         self.token = token.encode()
         self.server_address = server_address
         self.started = time.time()
@@ -141,6 +148,10 @@ class ApiServer:
                 elif msg["type"] == "lifespan.shutdown":
                     await send({"type": "lifespan.shutdown.complete"})
                     return
+        if scope["type"] == "websocket":
+            self.requests += 1
+            await self.streams.serve_websocket(scope, receive, send, self._authenticated(Request(scope)))
+            return
         if scope["type"] != "http":
             return
         self.requests += 1
@@ -257,6 +268,9 @@ class ApiServer:
             if name is not None:
                 fs = f"metadata.name={name}" + ("," + fs if fs else "")
             await self._watch(req, res, ns, fs, receive, send)
+            return
+        if sub in streams.SUBRESOURCES and res.kind == "Pod" and res.group == "" and ns is not None and name:
+            await self.streams.serve_http(req.scope, sub, ns, name, receive, send)
             return
         await self._resource(req, res, ns, name, sub, send)
 

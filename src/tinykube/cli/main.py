@@ -135,7 +135,7 @@ def cmd_up(a: argparse.Namespace) -> int:
                   flush=True)
 
         cfg = Config(data_dir, a.port, a.bind, float(os.environ.get("TINYKUBE_COMPACT_INTERVAL", "300")),
-                     settings["simulated_nodes"])
+                     settings["simulated_nodes"], settings["nodes"])
         try:
             import uvloop
 
@@ -147,7 +147,8 @@ def cmd_up(a: argparse.Namespace) -> int:
     log_path = data_dir / "server.log"
     logf = open(log_path, "ab")
     cmd = [sys.executable, "-m", "tinykube.server", "--data-dir", str(data_dir), "--port", str(a.port),
-           "--bind", a.bind, "--ready-fd", str(w), "--simulated-nodes", str(settings["simulated_nodes"])]
+           "--bind", a.bind, "--ready-fd", str(w), "--simulated-nodes", str(settings["simulated_nodes"]),
+           "--nodes", str(settings["nodes"])]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, pass_fds=(w,),
                             start_new_session=True, close_fds=True)
     os.close(w)
@@ -193,6 +194,10 @@ def cmd_down(a: argparse.Namespace) -> int:
         with contextlib.suppress(OSError):
             (data_dir / "server.json").unlink()
         print(f"tinykube is not running (data dir {data_dir})")
+    from ..agent.agent import teardown_local
+
+    for note in teardown_local(data_dir):
+        print(note)
     if a.purge:
         _unmerge_kubeconfig(data_dir)
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -303,6 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     down.set_defaults(fn=cmd_down)
     status = add("status", "show components, API address, store and object counts")
     status.set_defaults(fn=cmd_status)
+    from .image import add_parser as add_image_parser
+
+    add_image_parser(sub)
     return ap
 
 

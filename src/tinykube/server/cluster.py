@@ -30,6 +30,7 @@ from typing import Any
 from ..api.resources import SYSTEM_NAMESPACES
 from ..apiserver.http import ApiServer
 from ..apiserver.registry import Registry
+from ..apiserver.streams import KubeletConfig, ensure_kubelet_token, websocket_protocol
 from ..client.local import LocalClient
 from ..fileutil import write_private
 from ..store.crypto import Encryptor
@@ -44,6 +45,7 @@ log = logging.getLogger("tinykube.server")
 STORE_FILE = "state.db"
 KEY_FILE = "secrets.key"
 KUBECONFIG = "kubeconfig"
+KUBELET_TOKEN = "kubelet-token"  # the bearer token node agents accept from the API server
 
 
 @dataclass
@@ -53,6 +55,7 @@ class Config:
     bind: str = "127.0.0.1"
     compact_interval: float = 300.0
     simulated_nodes: int = 0
+    nodes: int = 0
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -144,13 +147,18 @@ async def run_server(cfg: Config, ready_fd: int | None = None, on_ready: Any = N
     await bootstrap(registry, port)
     url_host = f"[{host_for_url}]" if ":" in host_for_url else host_for_url
     url = f"https://{url_host}:{port}"
-    app = ApiServer(registry, p.token, f"{host_for_url}:{port}")
+    # Node agents serve their kubelet API over TLS with a certificate of the cluster CA (the local one: server.crt).
+    kubelet = KubeletConfig(token=ensure_kubelet_token(data_dir / KUBELET_TOKEN), ca_pem=p.ca_pem)
+    app = ApiServer(registry, p.token, f"{host_for_url}:{port}", kubelet=kubelet)
     client = LocalClient(registry, "tinykube-controller-manager")
-    manager = ControllerManager(client, ManagerOptions(simulated_nodes=cfg.simulated_nodes, ca_pem=p.ca_pem.decode()))
+    manager = ControllerManager(client, ManagerOptions(simulated_nodes=cfg.simulated_nodes, ca_pem=p.ca_pem.decode(),
+                                                     nodes=cfg.nodes, data_dir=data_dir, kubelet_token=kubelet.token,
+                                                     certfile=str(p.cert_path), keyfile=str(p.key_path)))
     compactor = asyncio.create_task(_compactor(store, cfg.compact_interval))
 
     config = uvicorn.Config(app, ssl_certfile=str(p.cert_path), ssl_keyfile=str(p.key_path), lifespan="off",
-                            log_level="warning", access_log=False, ws="none", http=_status_http_protocol(), loop="none",
+                            log_level="warning", access_log=False, ws=websocket_protocol(), ws_per_message_deflate=False,
+                            http=_status_http_protocol(), loop="none",
                             timeout_keep_alive=120, timeout_graceful_shutdown=1)
     server = uvicorn.Server(config)
     # Our own handlers (below) stop the server; uvicorn must not capture and re-raise the signals.
@@ -217,12 +225,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--bind", default="127.0.0.1")
     ap.add_argument("--ready-fd", type=int, default=None)
     ap.add_argument("--simulated-nodes", type=int, default=0)
+    ap.add_argument("--nodes", type=int, default=0)
     ap.add_argument("--compact-interval", type=float,
                     default=float(os.environ.get("TINYKUBE_COMPACT_INTERVAL", "300")))
     a = ap.parse_args(argv)
     logging.basicConfig(level=os.environ.get("TINYKUBE_LOG", "INFO").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = Config(Path(a.data_dir).resolve(), a.port, a.bind, a.compact_interval, a.simulated_nodes)
+    cfg = Config(Path(a.data_dir).resolve(), a.port, a.bind, a.compact_interval, a.simulated_nodes, a.nodes)
     try:
         import uvloop
 

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from ..client.base import Client
@@ -34,6 +35,11 @@ class Component(Protocol):
 class ManagerOptions:
     simulated_nodes: int = 0
     ca_pem: str = ""
+    nodes: int = 0  # real nodes run by agents in this process (0 or 1 for now)
+    data_dir: Path | None = None
+    kubelet_token: str = ""  # what node agents accept from the API server
+    certfile: str = ""  # the kubelet API's serving certificate (of the cluster CA)
+    keyfile: str = ""
 
 
 class ControllerManager:
@@ -52,6 +58,15 @@ class ControllerManager:
             "garbage-collector": GarbageCollector(client, self.informers),
             "scheduler": Scheduler(client, self.informers),
         }
+        self.agent: Any = None
+        if opts.nodes > 0 and opts.data_dir is not None:
+            from ..agent.agent import local_agent
+
+            if opts.nodes > 1:
+                log.warning("only one real node per machine for now: starting 1 of %d", opts.nodes)
+            self.agent = local_agent(client, self.informers, opts.data_dir, opts.kubelet_token, opts.certfile,
+                                     opts.keyfile)
+            self.components["node-agent"] = self.agent
         if opts.simulated_nodes > 0:
             from ..sim.nodes import SimulatedNodes
 

@@ -57,6 +57,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..api import imageref
 from ..api.meta import now_rfc3339
 
 PREFIX = "sim.tinykube.io/"
@@ -126,6 +127,7 @@ class ContainerPlan:
     pull_policy: str = "IfNotPresent"
     pull_first: bool = True  # the first start pulls the image (False: already present on the node)
     mounts: tuple[tuple[str, str, bool], ...] = ()  # (volume name, mountPath, readOnly)
+    image_id: str = ""  # a real node's image (``repo@sha256:...``); "" derives one from the name
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,7 @@ class Plan:
     restart_policy: str = "Always"
     readiness_gates: tuple[str, ...] = ()
     timing: Timing = field(default_factory=Timing)
+    id_scheme: str = "sim://"  # container IDs' runtime prefix
 
     @property
     def pod_ref(self) -> str:
@@ -212,26 +215,11 @@ def truthy(value: Any) -> bool:
 @functools.lru_cache(maxsize=4096)
 def normalize_image(image: str) -> str:
     """A fully qualified reference, as a CRI runtime reports it (``nginx`` -> ``docker.io/library/nginx:latest``)."""
-    name, _, digest = image.partition("@")
-    tag = ""
-    slash = name.rfind("/")
-    colon = name.rfind(":")
-    if colon > slash:
-        name, tag = name[:colon], name[colon + 1:]
-    first, sep, _rest = name.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
-        repo = name
-    else:
-        repo = "docker.io/" + (name if sep else "library/" + name)
-    if digest:
-        return f"{repo}:{tag}@{digest}" if tag else f"{repo}@{digest}"
-    return f"{repo}:{tag or 'latest'}"
+    return imageref.normalize(image)
 
 
 def image_repo(image: str) -> str:
-    ref = normalize_image(image).partition("@")[0]
-    slash, colon = ref.rfind("/"), ref.rfind(":")
-    return ref[:colon] if colon > slash else ref
+    return imageref.repository(image)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -249,8 +237,8 @@ def image_size(image: str) -> int:
     return 5_000_000 + h % 95_000_000
 
 
-def container_id(uid: str, name: str, instance: int) -> str:
-    return "sim://" + hashlib.sha256(f"{uid}/{name}/{instance}".encode()).hexdigest()
+def container_id(uid: str, name: str, instance: int, scheme: str = "sim://") -> str:
+    return scheme + hashlib.sha256(f"{uid}/{name}/{instance}".encode()).hexdigest()
 
 
 def image_matches(image: str, globs: tuple[str, ...]) -> bool:
@@ -542,7 +530,7 @@ def _state_dict(plan: Plan, c: ContainerPlan, st: CState, origin: float) -> dict
     if st.kind == "terminated":
         return {"terminated": {"exitCode": st.exit_code, "reason": st.reason,
                                "startedAt": _ts(origin, st.started_at), "finishedAt": _ts(origin, st.finished_at),
-                               "containerID": container_id(plan.uid, c.name, st.instance)}}
+                               "containerID": container_id(plan.uid, c.name, st.instance, plan.id_scheme)}}
     w: dict[str, Any] = {"reason": st.reason}
     if st.message:
         w["message"] = st.message
@@ -570,9 +558,9 @@ def _container_status(plan: Plan, c: ContainerPlan, st: CState, origin: float, o
                            "lastState": _state_dict(plan, c, st.last, origin) if st.last is not None else {},
                            "ready": st.ready, "restartCount": st.restarts, "started": st.started}
     if current >= 0:
-        out["containerID"] = container_id(plan.uid, c.name, current)
+        out["containerID"] = container_id(plan.uid, c.name, current, plan.id_scheme)
         out["image"] = normalize_image(c.image)
-        out["imageID"] = image_id(c.image)
+        out["imageID"] = c.image_id or image_id(c.image)
         if c.mounts:
             out["volumeMounts"] = [
                 {"name": n, "mountPath": p, **({"readOnly": True, "recursiveReadOnly": "Disabled"} if ro else {})}

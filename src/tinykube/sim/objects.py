@@ -47,20 +47,22 @@ NODE_CONDITIONS: tuple[tuple[str, str, str, str], ...] = (
 _NS = uuid.UUID("6b1c9e0e-2f7a-4c41-9d8e-3b7f0a5c2d11")
 
 
-def node_labels(name: str) -> dict[str, str]:
-    return {
-        "beta.kubernetes.io/arch": "amd64",
+def node_labels(name: str, simulated: bool = True, arch: str = "amd64") -> dict[str, str]:
+    labels = {
+        "beta.kubernetes.io/arch": arch,
         "beta.kubernetes.io/os": "linux",
-        "kubernetes.io/arch": "amd64",
+        "kubernetes.io/arch": arch,
         "kubernetes.io/hostname": name,
         "kubernetes.io/os": "linux",
-        SIMULATED_LABEL: "true",
-        "type": "simulated",
     }
+    if simulated:
+        labels.update({SIMULATED_LABEL: "true", "type": "simulated"})
+    return labels
 
 
 def node_status(name: str, ip: str, capacity: dict[str, str], now: float,
-                old: dict[str, Any] | None = None) -> dict[str, Any]:
+                old: dict[str, Any] | None = None, node_info: dict[str, str] | None = None,
+                port: int = KUBELET_PORT, allocatable: dict[str, str] | None = None) -> dict[str, Any]:
     """The node's status at ``now``: heartbeats now, transition times kept from ``old`` where unchanged."""
     stamp = now_rfc3339(now)
     prev = {c.get("type"): c for c in (old or {}).get("conditions") or [] if isinstance(c, dict)}
@@ -73,11 +75,11 @@ def node_status(name: str, ip: str, capacity: dict[str, str], now: float,
     out: dict[str, Any] = dict(old or {})
     out.update({
         "capacity": dict(capacity),
-        "allocatable": dict(capacity),
+        "allocatable": dict(allocatable or capacity),
         "conditions": conds,
         "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": KUBELET_PORT}},
-        "nodeInfo": {
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+        "nodeInfo": node_info or {
             "machineID": uuid.uuid5(_NS, "machine/" + name).hex,
             "systemUUID": str(uuid.uuid5(_NS, "system/" + name)),
             "bootID": str(uuid.uuid5(_NS, "boot/" + name)),
@@ -93,20 +95,21 @@ def node_status(name: str, ip: str, capacity: dict[str, str], now: float,
     return out
 
 
-def node_object(name: str, ip: str, cidr: str, capacity: dict[str, str], now: float) -> dict[str, Any]:
+def node_object(name: str, ip: str, cidr: str, capacity: dict[str, str], now: float,
+                simulated: bool = True, **status: Any) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {
             "name": name,
-            "labels": node_labels(name),
+            "labels": node_labels(name, simulated),
             "annotations": {
                 "node.alpha.kubernetes.io/ttl": "0",
                 "volumes.kubernetes.io/controller-managed-attach-detach": "true",
             },
         },
         "spec": {"podCIDR": cidr, "podCIDRs": [cidr]},
-        "status": node_status(name, ip, capacity, now),
+        "status": node_status(name, ip, capacity, now, **status),
     }
 
 
