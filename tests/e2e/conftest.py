@@ -36,6 +36,10 @@ class Cluster:
     env: dict[str, str] = field(default_factory=dict)
 
     @property
+    def kubectl_path(self) -> str:
+        return _require_kubectl()
+
+    @property
     def kubeconfig(self) -> Path:
         return self.data_dir / "kubeconfig"
 
@@ -148,6 +152,55 @@ def sim_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c.up("--no-kubeconfig-merge", "--nodes", "0", "--simulated-nodes", "3")
     yield c
     stop(c)
+
+
+def run_in_pty(argv: list[str], env: dict[str, str], keys: bytes, rows: int = 33, cols: int = 101,
+               timeout: float = 20) -> tuple[int, str]:
+    """Run ``argv`` on a pseudo-terminal of ``rows`` x ``cols`` (its controlling terminal), type ``keys``, and
+    return its exit code and everything it printed (``kubectl exec -ti`` needs a real terminal)."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def ctty() -> None:
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    p = subprocess.Popen(argv, env=env, stdin=slave, stdout=slave, stderr=slave, preexec_fn=ctty)
+    os.close(slave)
+    out = b""
+    try:
+        # Type only once the program has put the terminal in raw mode (it is ready for keys): typed earlier,
+        # the line may be taken by the terminal's line editing instead.
+        ready_by = time.monotonic() + timeout / 2
+        while time.monotonic() < ready_by and p.poll() is None and termios.tcgetattr(master)[3] & termios.ICANON:
+            time.sleep(0.02)
+        os.write(master, keys)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([master], [], [], 0.5)
+            if r:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            elif p.poll() is not None:
+                break
+        code = p.wait(10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(master)
+    return code, out.decode(errors="replace")
 
 
 def wait_for(pred: Any, timeout: float = 30.0, interval: float = 0.1, what: str = "condition") -> Any:

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import Cluster, new_cluster, stop, wait_for
+from .conftest import Cluster, new_cluster, run_in_pty, stop, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -179,6 +179,11 @@ def test_seed001_deploy_logs_exec_update_and_bad_tag_undo(node_cluster: Cluster,
     inside = c.kubectl("exec", first, "--", "python", "-c",
                        "import urllib.request; print(urllib.request.urlopen('http://localhost:80').read().decode())")
     assert f"Hostname:</b> {first}" in inside.stdout
+    # An interactive shell in the pod, on a terminal (seed 001: kubectl exec -ti $POD_NAME -- bash).
+    code, text = run_in_pty([c.kubectl_path, "exec", "-ti", first, "--", "bash"], c.env,
+                            b"hostname; pwd; id -u; ls; exit 7\n")
+    assert code == 7, text
+    assert first in text and "/app" in text and "app-part3-v1.py" in text, text
     # Update to version 2, then to a tag that does not exist, then undo.
     c.kubectl("set", "image", "deployment/hello-part3", "learn-kubernetes=tsouche/learn-kubernetes:part3v2")
     c.kubectl("rollout", "status", "deployment/hello-part3", "--timeout=90s", timeout=100)

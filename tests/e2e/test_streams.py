@@ -11,17 +11,12 @@ WebSocket ``v5.channel.k8s.io`` for exec/attach/cp, SPDY tunnelled in a WebSocke
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
 import os
-import pty
 import re
-import select
 import shutil
 import socket
-import struct
 import subprocess
-import termios
 import threading
 import time
 import urllib.request
@@ -35,7 +30,7 @@ import pytest
 from tests.unit.agent.test_server import FakeContainer, FakeRuntime, echo_server
 from tinykube.agent.server import KubeletServer, start_server
 
-from .conftest import Cluster, new_cluster, stop, wait_for
+from .conftest import Cluster, new_cluster, run_in_pty, stop, wait_for
 
 KUBECTL = shutil.which("kubectl") or "kubectl"
 
@@ -207,37 +202,9 @@ def test_exec_refused_by_the_node(node: Node) -> None:
 
 def test_exec_tty(node: Node, tmp_path: Path) -> None:
     c = node.cluster
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
-
-    def ctty() -> None:
-        os.setsid()
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-    p = subprocess.Popen([KUBECTL, "exec", "-ti", "web", "--", "sh"], env=c.env, stdin=slave, stdout=slave,
-                         stderr=slave, preexec_fn=ctty)
-    os.close(slave)
-    out = b""
-    try:
-        os.write(master, b"tty -s && echo IS-A-TTY; stty size; exit 5\n")
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            r, _, _ = select.select([master], [], [], 0.5)
-            if r:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                out += chunk
-            elif p.poll() is not None:
-                break
-        assert p.wait(10) == 5, out
-    finally:
-        p.kill()
-        os.close(master)
-    text = out.decode(errors="replace")
+    code, text = run_in_pty([KUBECTL, "exec", "-ti", "web", "--", "sh"], c.env,
+                            b"tty -s && echo IS-A-TTY; stty size; exit 5\n")
+    assert code == 5, text
     assert "IS-A-TTY" in text and "33 101" in text, text
 
 

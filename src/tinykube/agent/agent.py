@@ -129,7 +129,6 @@ class PodTrack:
     main_names: list[str] = field(default_factory=list)
     volumes: dict[str, Path] = field(default_factory=dict)
     kill_at: float | None = None
-    killed: bool = False
     deleted: bool = False
     last: Obj | None = None
 
@@ -150,6 +149,11 @@ class _Lookup:
 
     def services(self, namespace: str) -> list[dict[str, Any]]:
         return self.svcs.list(namespace)
+
+
+def _grace(pod: Obj) -> int:
+    grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds")
+    return grace if isinstance(grace, int) and grace >= 0 else 30
 
 
 def _rv(obj: Obj | None) -> int:
@@ -182,6 +186,7 @@ class NodeAgent:
         self._tasks: list[asyncio.Task[None]] = []
         self._started = asyncio.Event()
         self._serving: kubelet_api.Serving | None = None
+        self._stops: set[asyncio.Task[None]] = set()
         self.kubelet_port = opts.kubelet_port
         self.capacity, self.allocatable = node.capacity(opts.data_dir)
         if opts.net is not None:
@@ -215,7 +220,7 @@ class NodeAgent:
         if self._serving is not None:
             await self._serving.stop()
         await self.queue.shutdown()
-        await stop_tasks(self._tasks)
+        await stop_tasks(self._tasks + list(self._stops))
         for tr in self.tracks.values():
             self._stop_probes(tr)
         with contextlib.suppress(Exception):
@@ -611,6 +616,9 @@ class NodeAgent:
         self.recorder.event(pod, "Normal", "Created", f"Created container: {ct.name}")
         self.recorder.event(pod, "Normal", "Started", f"Started container {ct.name}")
         self._watch(run, tr.key)
+        post = (ct.spec.get("lifecycle") or {}).get("postStart")
+        if isinstance(post, dict):
+            self._spawn(self._post_start(pod, tr, ct, run, post))
         if not ct.spec.get("startupProbe"):
             ct.started = True
         if not ct.spec.get("readinessProbe"):
@@ -679,19 +687,73 @@ class NodeAgent:
     def _kill_for_probe(self, key: str, ct: CTrack, kind: probes.ProbeKind) -> None:
         run = ct.last
         pod = self._pods.get_key(key)
-        if run is None or pod is None or not run.running():
+        tr = self.tracks.get(key)
+        if run is None or pod is None or tr is None or not run.running():
             return
         self.recorder.event(pod, "Normal", "Killing", probes.kill_message(kind, ct.name))
         ct.ready = False
+        self._spawn(self._graceful_stop(pod, tr, ct, run, _grace(pod)))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._stops.add(task)
+        task.add_done_callback(self._stops.discard)
+
+    # -- lifecycle hooks and stopping ----------------------------------------------------------------------------
+    async def _run_hook(self, pod: Obj, tr: PodTrack, ct: CTrack, run: Run, hook: dict[str, Any],
+                        timeout: float) -> str | None:
+        """Run a postStart/preStop handler (exec, httpGet, sleep); its error message, or None when it worked."""
+        if isinstance(hook.get("exec"), dict):
+            argv = [str(a) for a in hook["exec"].get("command") or []]
+            try:
+                code, out = await asyncio.wait_for(self._exec_fn(run)(argv, timeout), timeout)
+            except (TimeoutError, RuntimeError) as ex:
+                return f"command '{' '.join(argv)}' failed: {ex or 'timed out'}"
+            return None if code == 0 else f"command '{' '.join(argv)}' exited with {code}: {out}"
+        if isinstance(hook.get("httpGet"), dict):
+            h = hook["httpGet"]
+            try:
+                port = probes.resolve_port(h.get("port"), ct.spec)
+            except ValueError as ex:
+                return str(ex)
+            scheme = str(h.get("scheme") or "HTTP").lower()
+            host = str(h.get("host") or tr.ip)
+            path = str(h.get("path") or "/")
+            headers = [(str(x.get("name", "")), str(x.get("value", ""))) for x in h.get("httpHeaders") or []
+                       if isinstance(x, dict)]
+            outcome = await probes.http_get(f"{scheme}://{host}:{port}{path if path.startswith('/') else '/' + path}",
+                                            headers, timeout)
+            return None if outcome.ok else outcome.message
+        if isinstance(hook.get("sleep"), dict):
+            await asyncio.sleep(min(float(hook["sleep"].get("seconds") or 0), timeout))
+            return None
+        return "no handler in the lifecycle hook"
+
+    async def _graceful_stop(self, pod: Obj, tr: PodTrack, ct: CTrack, run: Run, grace: float) -> None:
+        """preStop, then SIGTERM to the container's first process, then SIGKILL when ``grace`` seconds are up."""
+        deadline = time.monotonic() + grace
+        pre = (ct.spec.get("lifecycle") or {}).get("preStop")
+        if isinstance(pre, dict) and grace > 0 and run.running():
+            err = await self._run_hook(pod, tr, ct, run, pre, grace)
+            if err:
+                self.recorder.event(pod, "Warning", "FailedPreStopHook",
+                                    f"PreStopHook failed: {err}")
         self.runtime.signal(run, signal.SIGTERM)
-        grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds")
-        grace = grace if isinstance(grace, int) and grace >= 0 else 30
+        # A preStop that used the whole grace period leaves the process a short last chance, as the kubelet's 2 s.
+        deadline = max(deadline, time.monotonic() + (2.0 if pre else 0.0))
+        while run.running() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if run.running():
+            self.runtime.signal(run, signal.SIGKILL)
 
-        def hard_kill() -> None:
-            if run.running():
-                self.runtime.signal(run, signal.SIGKILL)
-
-        asyncio.get_running_loop().call_later(grace, hard_kill)
+    async def _post_start(self, pod: Obj, tr: PodTrack, ct: CTrack, run: Run, hook: dict[str, Any]) -> None:
+        err = await self._run_hook(pod, tr, ct, run, hook, float(_grace(pod) or 30))
+        if err and run.running():
+            self.recorder.event(pod, "Warning", "FailedPostStartHook", f"PostStartHook failed: {err}")
+            self.recorder.event(pod, "Normal", "Killing",
+                                f"FailedPostStartHook: container {ct.name} failed its post-start hook, will be "
+                                "restarted")
+            await self._graceful_stop(pod, tr, ct, run, _grace(pod))
 
     def _stop_container_probes(self, ct: CTrack) -> None:
         if ct.probes is not None:
@@ -799,18 +861,10 @@ class NodeAgent:
             self._stop_probes(tr)
             for ct, run in running:
                 self.recorder.event(pod, "Normal", "Killing", f"Stopping container {ct.name}")
-                self.runtime.signal(run, signal.SIGTERM)
-        if running and now < tr.kill_at:
-            self.queue.add_after(tr.key, tr.kill_at - now)
-            return
-        if running and not tr.killed:
-            tr.killed = True
-            for _ct, run in running:
-                self.runtime.signal(run, signal.SIGKILL)
-            self.queue.add_after(tr.key, 0.5)
-            return
+                self._spawn(self._graceful_stop(pod, tr, ct, run, float(grace)))
         if running:
-            self.queue.add_after(tr.key, 0.5)
+            # Each container's stop wakes this sync when it ends (pidfd); this is a safety net.
+            self.queue.add_after(tr.key, max(0.5, min(5.0, tr.kill_at - now + 2.5)))
             return
         await self._teardown(tr, kill=False)
         ns, name = split_key(tr.key)

@@ -313,3 +313,35 @@ async def test_memory_limit_oom_kills_and_init_containers_run_first(tmp_path: Pa
 
         text = await eventually(logged, timeout=5, what="the app container's output")
         assert [ln.split(" ", 3)[3] for ln in text.splitlines()] == ["one", "two", "main"]
+
+
+async def test_lifecycle_hooks_run_around_sigterm(tmp_path: Path) -> None:
+    store = FakeStore(tmp_path / "images")
+    store.add("sh:1", {}, {"Cmd": ["sh"]})
+    out = tmp_path / "out"
+    out.mkdir()
+    os.chmod(out, 0o777)
+    async with running_agent(tmp_path, store) as (cp, _agent):
+        container = {
+            # The app records SIGTERM after whatever preStop wrote; postStart leaves its own mark.
+            "command": ["sh", "-c", "trap 'echo term >> /out/order; exit 0' TERM; while true; do sleep 0.1; done"],
+            "volumeMounts": [{"name": "out", "mountPath": "/out"}],
+            "lifecycle": {"postStart": {"exec": {"command": ["sh", "-c", "echo started > /out/poststart"]}},
+                          "preStop": {"exec": {"command": ["sh", "-c", "echo prestop >> /out/order"]}}},
+        }
+        pod = _pod("hooked", "sh:1", "node-a", container=container, terminationGracePeriodSeconds=5,
+                   volumes=[{"name": "out", "hostPath": {"path": str(out)}}])
+        await cp.client.create(PODS, "default", pod)
+        await eventually(lambda: (out / "poststart").exists(), timeout=15, what="the postStart hook ran")
+        assert (out / "poststart").read_text() == "started\n"
+        await cp.client.delete(PODS, "default", "hooked", grace_period=5)
+
+        async def gone() -> bool:
+            try:
+                await cp.client.get(PODS, "default", "hooked")
+                return False
+            except Exception:
+                return True
+
+        await eventually(gone, timeout=15, what="the pod deleted after its hooks")
+        assert (out / "order").read_text().split() == ["prestop", "term"]
