@@ -593,7 +593,8 @@ class NodeAgent:
             uid = int(user.split(":")[0])
         gid = sc.get("runAsGroup", psc.get("runAsGroup"))
         iso = sandbox.Isolation(hostname=self._hostname(pod), uid=int(uid or 0), gid=int(gid or 0),
-                                host_uid=self.opts.host_uid, host_gid=self.opts.host_uid)
+                                host_uid=self.opts.host_uid, host_gid=self.opts.host_uid,
+                                rootless=os.geteuid() != 0)
         cmd = sandbox.container_argv(argv, binds, workdir=workdir, iso=iso)
         host_net = bool((pod.get("spec") or {}).get("hostNetwork")) or self.opts.net is None
         netns = None if host_net or self.opts.net is None else str(self.opts.net.netns_path(tr.uid))

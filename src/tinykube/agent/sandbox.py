@@ -217,6 +217,7 @@ class Isolation:
     host_gid: int = 65534
     pid_namespace: bool = True
     tmp: bool = True
+    rootless: bool = False  # the agent is not root: one unprivileged stage, the user namespace maps the agent's uid
 
 
 def container_argv(argv: Sequence[str], binds: Sequence[Bind], *, workdir: str = "/",
@@ -228,9 +229,14 @@ def container_argv(argv: Sequence[str], binds: Sequence[Bind], *, workdir: str =
     namespaces; inside it, ``setpriv`` drops to the unprivileged host uid and a second bubblewrap makes
     the user namespace in which that uid is root. Mounts made by the outer stage belong to its
     namespace, so the container cannot undo them (read-only stays read-only).
+
+    Without root (``iso.rootless``) there is one stage: bubblewrap makes the user namespace itself, in which
+    the agent's own uid is the container's uid 0; the container can read only what that user can.
     """
     bw = bwrap_path()
     out = [bw, "--unshare-ipc"]
+    if iso.rootless:
+        out += ["--unshare-user", "--uid", str(iso.uid), "--gid", str(iso.gid)]
     if iso.pid_namespace:
         out += ["--unshare-pid"]
     if iso.hostname:
@@ -242,7 +248,7 @@ def container_argv(argv: Sequence[str], binds: Sequence[Bind], *, workdir: str =
         out += ["--perms", "1777", "--tmpfs", "/tmp"]
     out += view_args(binds)
     out += ["--cap-drop", "ALL"]
-    if not iso.user_namespace:
+    if not iso.user_namespace or iso.rootless:
         return [*out, "--new-session", "--die-with-parent", "--chdir", workdir or "/", "--", *argv]
     out += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--new-session", "--die-with-parent", "--",
             shutil.which("setpriv") or "/usr/bin/setpriv", f"--reuid={iso.host_uid}", f"--regid={iso.host_gid}",

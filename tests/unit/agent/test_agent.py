@@ -12,6 +12,7 @@ import hashlib
 import os
 import shutil
 import socket
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -345,3 +346,46 @@ async def test_lifecycle_hooks_run_around_sigterm(tmp_path: Path) -> None:
 
         await eventually(gone, timeout=15, what="the pod deleted after its hooks")
         assert (out / "order").read_text().split() == ["prestop", "term"]
+
+
+async def test_configmap_update_reaches_running_pod_and_env_from_it(tmp_path: Path) -> None:
+    store = FakeStore(tmp_path / "images")
+    store.add("sh:1", {}, {"Cmd": ["sh"]})
+    cms = must("", "v1", "configmaps")
+    async with running_agent(tmp_path, store) as (cp, agent):
+        await cp.client.create(cms, "default", {"apiVersion": "v1", "kind": "ConfigMap",
+                                                "metadata": {"name": "cfg", "namespace": "default"},
+                                                "data": {"greeting": "hello", "mode": "one"}})
+        container = {"command": ["sh", "-c", "echo GREETING=$GREETING; sleep 30"],
+                     "env": [{"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "greeting"}}}],
+                     "volumeMounts": [{"name": "cfg", "mountPath": "/etc/cfg"}]}
+        await cp.client.create(PODS, "default", _pod("cfgpod", "sh:1", "node-a", container=container,
+                                                     volumes=[{"name": "cfg", "configMap": {"name": "cfg"}}]))
+        uid = ""
+
+        async def running() -> bool:
+            nonlocal uid
+            pod = await cp.client.get(PODS, "default", "cfgpod")
+            uid = pod["metadata"]["uid"]
+            cs = ((pod.get("status") or {}).get("containerStatuses") or [{}])[0]
+            return "running" in (cs.get("state") or {})
+
+        await eventually(running, timeout=15, what="the pod running")
+
+        def read(path: str) -> str | None:
+            run = agent.runtime.runs(uid, "app")[-1]
+            cmd = agent.runtime.exec_command(run, ["cat", path])
+            if cmd is None:
+                return None
+            r = subprocess.run(cmd[0], env=cmd[1], capture_output=True, text=True, timeout=10)
+            return r.stdout if r.returncode == 0 else None
+
+        assert await eventually(lambda: read("/etc/cfg/mode"), timeout=10, what="the mounted key") == "one"
+        log = agent.runtime.log_path(uid, "app", 0)
+        await eventually(lambda: log.exists() and "GREETING=hello" in log.read_text(), timeout=10, what="env")
+        cm = await cp.client.get(cms, "default", "cfg")
+        cm["data"]["mode"] = "two"
+        await cp.client.update(cms, "default", cm)
+        # The running container sees the new content (atomically swapped), without a restart.
+        await eventually(lambda: read("/etc/cfg/mode") == "two", timeout=10, what="the update in the volume")
+        assert len(agent.runtime.runs(uid, "app")) == 1
