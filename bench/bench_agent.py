@@ -145,6 +145,19 @@ async def measure(c: Cluster, rep: Reporter, image: str, n: int, idle_pods: int,
     rep.add(f"server RSS with {idle_pods} pods (control plane + agent)", rss_mib(pid), "MiB", GOAL_AGENT_RSS_MIB)
     shims = [int(p) for p in os.listdir("/proc") if p.isdigit() and _is_shim(int(p), c.data_dir)]
     rep.add(f"container supervisors: {len(shims)}, total RSS", sum(rss_mib(p) for p in shims), "MiB", kind="info")
+    rep.add(f"container supervisors: {len(shims)}, total PSS (shared pages split)", sum(pss_mib(p) for p in shims),
+            "MiB", kind="info")
+
+
+def pss_mib(pid: int) -> float:
+    """Proportional set size: a process's private memory plus its share of pages it shares (the interpreter)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return 0.0
 
 
 def _is_shim(pid: int, data_dir: Path) -> bool:

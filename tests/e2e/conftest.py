@@ -122,6 +122,8 @@ def assert_node_cleaned(c: Cluster) -> None:
     assert f"tk-{tag}-" not in netns, "pod network namespaces outlived tinykube down"
     procs = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert f"{c.data_dir}/agent/" not in procs, "container supervisors outlived tinykube down"
+    mounts = Path("/proc/self/mountinfo").read_text()
+    assert f"{c.data_dir}/agent/" not in mounts, "pod mounts outlived tinykube down"
 
 
 @pytest.fixture(scope="module")

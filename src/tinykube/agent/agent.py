@@ -187,6 +187,7 @@ class NodeAgent:
         self._started = asyncio.Event()
         self._serving: kubelet_api.Serving | None = None
         self._stops: set[asyncio.Task[None]] = set()
+        self._serving_event = asyncio.Event()
         self.kubelet_port = opts.kubelet_port
         self.capacity, self.allocatable = node.capacity(opts.data_dir)
         if opts.net is not None:
@@ -199,6 +200,10 @@ class NodeAgent:
     async def wait_registered(self) -> None:
         await self._started.wait()
 
+    async def wait_serving(self) -> None:
+        """Until the kubelet API listens (the API server may send ``kubectl logs`` to it right away)."""
+        await self._serving_event.wait()
+
     async def _run(self) -> None:
         if self.opts.net is not None:
             await asyncio.to_thread(network.setup_node, self.opts.net)
@@ -207,6 +212,7 @@ class NodeAgent:
                 kubelet_api.KubeletServer(self, self.opts.kubelet_token), self.node_ip, self.opts.kubelet_port,
                 certfile=self.opts.certfile or None, keyfile=self.opts.keyfile or None)
             self.kubelet_port = self._serving.port
+        self._serving_event.set()
         await self._register()
         await self.informers.wait_synced()
         await self._adopt()

@@ -62,7 +62,6 @@ import logging
 import os
 import pty
 import signal
-import socket
 import struct
 import termios
 from collections.abc import Awaitable, Callable
@@ -72,6 +71,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from ..netutil import listen_socket
 from . import logs
 
 if TYPE_CHECKING:
@@ -789,16 +789,6 @@ class _PortForwardSession:
 # -- serving ----------------------------------------------------------------------------------------------------
 
 
-def bind(host: str, port: int = 0) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(512)
-    sock.set_inheritable(True)
-    return sock
-
-
 def uvicorn_config(app: KubeletServer, certfile: str | None = None, keyfile: str | None = None) -> uvicorn.Config:
     """How the agent should serve the app: WebSockets through the ``websockets`` sans-I/O protocol (the one that
     honours back-pressure and lets an upgrade be refused with a ``Status``; see
@@ -832,7 +822,7 @@ async def start_server(app: KubeletServer, host: str, port: int = 0, certfile: s
     """Serve ``app`` on ``host:port`` (0: any free port) and return once it listens."""
     import uvicorn
 
-    sock = bind(host, port)
+    sock = listen_socket(host, port, 512)
     server = uvicorn.Server(uvicorn_config(app, certfile, keyfile))
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -272,6 +272,9 @@ def _oom_killed(cgroup: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Nothing the agent had open may live on in the shim (and the container): a listening socket inherited
+    # here would outlive the agent and keep its port from answering after a restart.
+    os.closerange(3, 65536)
     args = sys.argv[1:] if argv is None else argv
     with open(args[0]) as f:
         spec = json.load(f)

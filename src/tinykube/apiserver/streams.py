@@ -194,6 +194,15 @@ def choose_container(pod: dict[str, Any], requested: str) -> str:
     raise errors.bad_request(msg)
 
 
+def _describe(e: BaseException) -> str:
+    """An exception's text, or its class and its cause's when it has none (httpx's ConnectError often hasn't)."""
+    text = str(e)
+    cause = e.__cause__ or e.__context__
+    if not text and cause is not None:
+        text = str(cause)
+    return text or type(e).__name__
+
+
 def node_address(node: dict[str, Any]) -> str:
     addresses = [a for a in (node.get("status") or {}).get("addresses") or [] if isinstance(a, dict)]
     for kind in ("InternalIP", "ExternalIP", "Hostname"):
@@ -377,7 +386,7 @@ class PodStreams:
             try:
                 r = await client.get(url, headers=self._auth_headers())
             except httpx.HTTPError as e:
-                raise errors.internal(f"error dialing backend: {e}") from None
+                raise errors.internal(f"error dialing backend: {_describe(e)}") from None
             return r.status_code, r.content
 
     async def _logs(self, q: dict[str, list[str]], ns: str, name: str, receive: Receive, send: Send) -> None:
@@ -400,7 +409,7 @@ class PodStreams:
             try:
                 resp = await client.send(client.build_request("GET", url, headers=self._auth_headers()), stream=True)
             except httpx.HTTPError as e:
-                raise errors.internal(f"error dialing backend: {e}") from None
+                raise errors.internal(f"error dialing backend: {_describe(e)}") from None
             try:
                 if resp.status_code != 200:
                     raise translate_agent_error(resp.status_code, await resp.aread())
@@ -478,7 +487,7 @@ class PodStreams:
         except InvalidStatus as e:
             raise translate_agent_error(e.response.status_code, bytes(e.response.body or b"")) from None
         except (OSError, InvalidHandshake, TimeoutError) as e:
-            raise errors.internal(f"error dialing backend: {e}") from None
+            raise errors.internal(f"error dialing backend: {_describe(e)}") from None
 
     async def _open_port_forward(self, target: _Target, ns: str, name: str, port: int) -> Any:
         path = f"/portForward/{quote(ns, safe='')}/{quote(name, safe='')}"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import json
 import logging
 import os
@@ -33,6 +32,7 @@ from ..apiserver.registry import Registry
 from ..apiserver.streams import KubeletConfig, ensure_kubelet_token, websocket_protocol
 from ..client.local import LocalClient
 from ..fileutil import write_private
+from ..netutil import listen_socket
 from ..store.crypto import Encryptor
 from ..store.sqlite import SqliteBackend
 from ..store.store import Store
@@ -60,19 +60,7 @@ class Config:
 
 def bind_socket(host: str, port: int) -> socket.socket:
     """Bind the API socket: the requested port, or a free one when it is 0 or (for the default) taken."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as ex:
-        if ex.errno != errno.EADDRINUSE or port != 6443:
-            sock.close()
-            raise
-        sock.bind((host, 0))
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
+    return listen_socket(host, port, 2048, fallback_port=6443)
 
 
 def open_store(data_dir: Path) -> Store:

@@ -70,7 +70,14 @@ class ControllerManager:
         if opts.simulated_nodes > 0:
             from ..sim.nodes import SimulatedNodes
 
-            self.components["simulated-nodes"] = SimulatedNodes(client, self.informers, opts.simulated_nodes)
+            base: dict[str, Any] = {}
+            if self.agent is not None and self.agent.opts.net is not None:
+                # Beside a real node, simulated nodes take the /24s after the real node's, in the cluster's range.
+                from ipaddress import IPv4Network
+
+                real = IPv4Network(self.agent.opts.net.node_cidr)
+                base["pod_cidr_base"] = f"{real.network_address + real.num_addresses}/24"
+            self.components["simulated-nodes"] = SimulatedNodes(client, self.informers, opts.simulated_nodes, **base)
 
     async def start(self) -> None:
         await self.namespaces.start()
@@ -78,6 +85,12 @@ class ControllerManager:
         await self.informers.wait_synced()
         for c in self.components.values():
             c.start()
+        if self.agent is not None:
+            # The node's kubelet API is part of "ready": logs and exec work as soon as `up` returns.
+            try:
+                await asyncio.wait_for(self.agent.wait_serving(), 15)
+            except TimeoutError:
+                log.warning("the node agent's kubelet API did not start in time")
 
     async def stop(self) -> None:
         for name, c in reversed(list(self.components.items())):
