@@ -151,6 +151,10 @@ class _Lookup:
         return self.svcs.list(namespace)
 
 
+def _sidecar(container: dict[str, Any]) -> bool:
+    return container.get("restartPolicy") == "Always"
+
+
 def _grace(pod: Obj) -> int:
     grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds")
     return grace if isinstance(grace, int) and grace >= 0 else 30
@@ -485,6 +489,15 @@ class NodeAgent:
         for name in tr.init_names:
             ct = tr.containers[name]
             last = ct.last
+            if _sidecar(ct.spec):
+                # A sidecar (restartPolicy Always on an init container): once started, the next init container
+                # may go; it keeps running, and is restarted, beside the app containers.
+                if last is None or not last.running():
+                    await self._maybe_start(pod, tr, ct, now, wake)
+                    last = ct.last
+                if last is not None and last.running() and ct.started:
+                    continue
+                return
             if last is not None and last.running():
                 return  # wait for it to finish
             if last is not None and int(last.status.get("exitCode", 1)) == 0:
@@ -811,18 +824,19 @@ class NodeAgent:
         gates = tuple(g.get("conditionType", "") for g in spec.get("readinessGates") or [] if isinstance(g, dict))
         return Plan(tr.uid, pod["metadata"]["name"], pod["metadata"].get("namespace", ""),
                     tuple(cplan(n, lifecycle.MAIN) for n in tr.main_names),
-                    tuple(cplan(n, lifecycle.INIT) for n in tr.init_names),
+                    tuple(cplan(n, lifecycle.SIDECAR if _sidecar(tr.containers[n].spec) else lifecycle.INIT)
+                          for n in tr.init_names),
                     restart_policy=spec.get("restartPolicy") or "Always", readiness_gates=gates, id_scheme=SCHEME)
 
-    def _snapshot(self, tr: PodTrack) -> Snapshot:
+    def _snapshot(self, plan: Plan, tr: PodTrack) -> Snapshot:
         init = tuple(self._cstate(tr.containers[n], True) for n in tr.init_names)
-        init_done = all(s.kind == "terminated" and s.exit_code == 0 for s in init)
+        init_done = lifecycle.initialized(plan, Snapshot(init, (), None))[0]
         main = tuple(self._cstate(tr.containers[n], init_done) for n in tr.main_names)
         return Snapshot(init, main, None)
 
     async def _write_status(self, pod: Obj, tr: PodTrack, wake: list[float]) -> None:
         plan = self._plan(pod, tr)
-        snap = self._snapshot(tr)
+        snap = self._snapshot(plan, tr)
         status = lifecycle.render_status(pod, plan, snap, 0.0, self.node_ip, tr.ip or "", time.time())
         status["startTime"] = (pod.get("status") or {}).get("startTime") or now_rfc3339(tr.origin)
         if not tr.ip:

@@ -389,3 +389,33 @@ async def test_configmap_update_reaches_running_pod_and_env_from_it(tmp_path: Pa
         # The running container sees the new content (atomically swapped), without a restart.
         await eventually(lambda: read("/etc/cfg/mode") == "two", timeout=10, what="the update in the volume")
         assert len(agent.runtime.runs(uid, "app")) == 1
+
+
+async def test_sidecar_init_container_keeps_running_beside_the_app(tmp_path: Path) -> None:
+    store = FakeStore(tmp_path / "images")
+    store.add("sh:1", {}, {"Cmd": ["sh"]})
+    async with running_agent(tmp_path, store) as (cp, agent):
+        vol = [{"name": "shared", "mountPath": "/shared"}]
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sidecar", "namespace": "default"},
+               "spec": {"nodeName": "node-a", "volumes": [{"name": "shared", "emptyDir": {}}],
+                        "initContainers": [{"name": "helper", "image": "sh:1", "restartPolicy": "Always",
+                                            "command": ["sh", "-c", "while true; do date > /shared/beat; sleep 0.2; done"],
+                                            "volumeMounts": vol}],
+                        "containers": [{"name": "app", "image": "sh:1", "volumeMounts": vol,
+                                        "command": ["sh", "-c", "while [ ! -e /shared/beat ]; do sleep 0.1; done; "
+                                                                "echo saw-sidecar; sleep 30"]}]}}
+        await cp.client.create(PODS, "default", pod)
+
+        async def both_running() -> dict[str, Any] | None:
+            st = await _status(cp, "sidecar")
+            init = (st.get("initContainerStatuses") or [{}])[0]
+            main = (st.get("containerStatuses") or [{}])[0]
+            ok = "running" in (init.get("state") or {}) and "running" in (main.get("state") or {})
+            return st if ok else None
+
+        st = await eventually(both_running, timeout=15, what="the sidecar and the app both running")
+        conds = {c["type"]: c["status"] for c in st["conditions"]}
+        assert conds["Initialized"] == "True" and st["phase"] == "Running"
+        uid = (await cp.client.get(PODS, "default", "sidecar"))["metadata"]["uid"]
+        log = agent.runtime.log_path(uid, "app", 0)
+        await eventually(lambda: log.exists() and "saw-sidecar" in log.read_text(), timeout=10, what="the app saw it")
