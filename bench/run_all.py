@@ -27,6 +27,7 @@ SCRIPTS = [
     ("4", "bench_watch.py"),
     ("5", "bench_restart_100k.py"),
     ("issue 3", "bench_workloads.py"),
+    ("issue 4", "bench_agent.py"),
 ]
 
 

@@ -319,6 +319,17 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: unready, namespace: default}
+spec:
+  containers:
+  - name: web
+    image: oe-tools/dummy-flask-app
+    readinessProbe:
+      httpGet: {path: /missing, port: 5000}
+      periodSeconds: 1
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: crasher, namespace: default}
 spec:
   containers:
@@ -370,6 +381,18 @@ def test_liveness_restart_crash_backoff_init_and_localhost(node_cluster: Cluster
     events = wait_for(probe_events, timeout=15, what="the liveness events")
     assert "Liveness probe failed: HTTP probe failed with statuscode: 404" in events
 
+    # A readiness probe that fails keeps a running pod out of Ready (it would get no service traffic).
+    def unready_running() -> dict[str, Any] | None:
+        st = c.kjson("get", "pod", "unready").get("status") or {}
+        cs = (st.get("containerStatuses") or [{}])[0]
+        ev = c.kubectl("get", "events", "--field-selector", "involvedObject.name=unready").stdout
+        return st if "running" in (cs.get("state") or {}) and "Readiness probe failed" in ev else None
+
+    st = wait_for(unready_running, timeout=30, what="a running pod failing its readiness probe")
+    conds = {cd["type"]: cd["status"] for cd in st["conditions"]}
+    assert conds["Ready"] == "False" and conds["ContainersReady"] == "False"
+    assert st["containerStatuses"][0]["ready"] is False
+
     def backing_off() -> dict[str, Any] | None:
         cs = (c.kjson("get", "pod", "crasher").get("status") or {}).get("containerStatuses") or [{}]
         w = (cs[0].get("state") or {}).get("waiting") or {}
@@ -387,7 +410,7 @@ def test_liveness_restart_crash_backoff_init_and_localhost(node_cluster: Cluster
     wait_for(talking, timeout=60, what="the client container reading the server container over localhost")
     duo = c.kjson("get", "pod", "duo")["status"]
     assert duo["initContainerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
-    c.kubectl("delete", "pod", "liveness", "crasher", "duo", "--wait=true", timeout=90)
+    c.kubectl("delete", "pod", "liveness", "unready", "crasher", "duo", "--wait=true", timeout=90)
     gone = c.kubectl("get", "pods", "-o", "name").stdout
     assert "liveness" not in gone and "duo" not in gone
 
