@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -185,6 +186,25 @@ def test_seed001_deploy_logs_exec_update_and_bad_tag_undo(node_cluster: Cluster,
                             b"hostname; pwd; id -u; ls; exit 7\n")
     assert code == 7, text
     assert first in text and "/app" in text and "app-part3-v1.py" in text, text
+    # kubectl cp both ways (tar in the container) and port-forward to the pod's port 80.
+    local = tmp_path / "copied.py"
+    c.kubectl("cp", f"{first}:/app/app-part3-v1.py", str(local))
+    assert "application version" in local.read_text()
+    (tmp_path / "note.txt").write_text("from the host\n")
+    c.kubectl("cp", str(tmp_path / "note.txt"), f"{first}:/tmp/note.txt")
+    assert c.kubectl("exec", first, "--", "cat", "/tmp/note.txt").stdout == "from the host\n"
+    pf = subprocess.Popen([c.kubectl_path, "port-forward", f"pod/{first}", ":80"], env=c.env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+    try:
+        assert pf.stdout is not None
+        line = pf.stdout.readline()
+        assert line.startswith("Forwarding from 127.0.0.1:"), line
+        port = int(line.split("127.0.0.1:")[1].split()[0])
+        body = wait_for(lambda: _get(f"http://127.0.0.1:{port}/"), timeout=10, what="the port-forwarded answer")
+        assert f"Hostname:</b> {first}" in body
+    finally:
+        pf.kill()
+        pf.wait()
     # Update to version 2, then to a tag that does not exist, then undo.
     c.kubectl("set", "image", "deployment/hello-part3", "learn-kubernetes=tsouche/learn-kubernetes:part3v2")
     c.kubectl("rollout", "status", "deployment/hello-part3", "--timeout=90s", timeout=100)
