@@ -308,6 +308,10 @@ class NodeAgent:
         live = {p["metadata"].get("uid"): p for p in self._pods.list() if self._ours(p)}
         for uid in self.runtime.pod_uids():
             if uid in live:
+                # Its address stays taken before any new pod is given one (workers start after this).
+                ip = self.runtime.meta(uid).get("ip")
+                if isinstance(ip, str) and ip and ip != self.node_ip:
+                    self.addresses.reserve(ip)
                 self.queue.add(key_of(live[uid]))
                 continue
             meta = self.runtime.meta(uid)
