@@ -1044,6 +1044,30 @@ def local_agent(client: Client, informers: InformerFactory, data_dir: Path, kube
     return NodeAgent(client, informers, opts)
 
 
+def local_status(data_dir: Path) -> dict[str, Any] | None:
+    """What this data dir's local node holds on this machine: its name, mode, pods and running containers."""
+    import json
+
+    root = data_dir / "agent"
+    try:
+        s = json.loads((root / NODE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    rt_root = root / str(s.get("name"))
+    pods = running = 0
+    if rt_root.exists():
+        rt = Runtime(rt_root)
+        for uid in rt.pod_uids():
+            pods += 1
+            with contextlib.suppress(OSError):
+                for name in os.listdir(rt.pod_dir(uid) / "containers"):
+                    runs = rt.runs(uid, name)
+                    if runs and runs[-1].shim_alive():
+                        running += 1
+    return {"name": s.get("name"), "mode": "root" if s.get("clusterCIDR") else "host network",
+            "podCIDR": s.get("nodeCIDR", ""), "pods": pods, "running": running}
+
+
 def teardown_local(data_dir: Path) -> list[str]:
     """Stop every pod of this data dir's local node and remove its network (``tinykube down``). Returns notes."""
     import json

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from ..api.resources import RESOURCES
 
@@ -256,6 +257,14 @@ def object_counts(db_path: Path) -> dict[str, int]:
     return counts
 
 
+def _node_status(data_dir: Path) -> dict[str, Any] | None:
+    if not (data_dir / "agent" / "node.json").exists():
+        return None  # no local node: the agent's modules need not be loaded
+    from ..agent.agent import local_status
+
+    return local_status(data_dir)
+
+
 def cmd_status(a: argparse.Namespace) -> int:
     data_dir = _data_dir(a)
     running = running_pid(data_dir)
@@ -270,11 +279,21 @@ def cmd_status(a: argparse.Namespace) -> int:
         for comp in ("namespace-controller", "replicaset-controller", "deployment-controller", "garbage-collector",
                      "scheduler"):
             print(f"  {comp:<22}pid {pid} (in-process)")
+        node = _node_status(data_dir)
+        if node is not None and cluster_settings_saved(data_dir).get("nodes", 1):
+            print(f"  {'node-agent':<22}pid {pid} (in-process, node {node['name']}, {node['mode']})")
         sim = cluster_settings_saved(data_dir).get("simulated_nodes", 0)
         if sim:
             print(f"  {'simulated-nodes':<22}pid {pid} (in-process, {sim} nodes)")
     else:
         print(f"cluster:    stopped (data dir {data_dir})")
+        node = _node_status(data_dir)
+        if node is not None and node["running"]:
+            print(f"  node {node['name']}: {node['running']} containers still running ('tinykube up' adopts them, "
+                  "'tinykube down' stops them)")
+    if node is not None and node["pods"]:
+        print(f"pods:       {node['pods']} on node {node['name']} ({node['running']} containers running, "
+              f"pod CIDR {node['podCIDR'] or 'host network'})")
     print(f"store:      {db} ({_human_size(size)})")
     counts = object_counts(db)
     if counts:
@@ -316,4 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     a = build_parser().parse_args(argv)
-    sys.exit(a.fn(a))
+    try:
+        sys.exit(a.fn(a))
+    except BrokenPipeError:  # `tinykube status | head`: the reader left; quietly, as other CLIs do
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # so the interpreter's final flush does not fail
+        sys.exit(141)
