@@ -462,3 +462,28 @@ def test_pods_outlive_a_server_crash_and_are_adopted(node_cluster: Cluster, flas
     assert c.kubectl("exec", name, "--", "hostname").stdout.strip() == name
     c.kubectl("delete", "deployment", "survivor")
     wait_for(lambda: not _pods(c, "app=survivor"), timeout=60, what="the adopted pods deleted")
+
+
+def test_pods_resolve_services_through_cluster_dns(node_cluster: Cluster, flask_image: Path) -> None:
+    c = node_cluster
+    c.kubectl("create", "deployment", "named", "--image=oe-tools/dummy-flask-app")
+    c.kubectl("expose", "deployment", "named", "--port=5000")
+    cluster_ip = c.kjson("get", "service", "named")["spec"]["clusterIP"]
+    c.kubectl("rollout", "status", "deployment/named", "--timeout=60s", timeout=70)
+    pod = wait_for(lambda: _ready_pods(c, "app=named", 1), timeout=30, what="a ready pod")[0]["metadata"]["name"]
+    resolv = c.kubectl("exec", pod, "--", "cat", "/etc/resolv.conf").stdout
+    assert "search default.svc.cluster.local svc.cluster.local cluster.local" in resolv
+    assert "options ndots:5" in resolv
+    script = ("import socket\n"
+              "for n in ('named', 'named.default', 'named.default.svc.cluster.local', 'kubernetes.default', "
+              "'localhost'):\n"
+              "    print(n, socket.gethostbyname(n))\n")
+    out = dict(ln.split() for ln in c.kubectl("exec", pod, "--", "python", "-c", script).stdout.splitlines())
+    assert out["named"] == out["named.default"] == out["named.default.svc.cluster.local"] == cluster_ip
+    assert out["kubernetes.default"] == c.kjson("get", "service", "kubernetes")["spec"]["clusterIP"]
+    assert out["localhost"] == "127.0.0.1"
+    # The service's endpoints are the ready pod (the Endpoints controller), as describe shows them.
+    ip = c.kjson("get", "pod", pod)["status"]["podIP"]
+    assert f"{ip}:5000" in c.kubectl("describe", "service", "named").stdout
+    c.kubectl("delete", "service", "named")
+    c.kubectl("delete", "deployment", "named")

@@ -84,6 +84,7 @@ class AgentOptions:
     images: Any  # tinykube.agent.images.ImageStore
     kubelet_port: int = 10250
     kubelet_token: str = ""  # the kubelet API is served only with a token (the API server has the same one)
+    dns_ip: str = ""  # the cluster DNS server pods use ("" = the host's resolvers)
     certfile: str = ""
     keyfile: str = ""
     host_uid: int = 65534
@@ -149,6 +150,34 @@ class _Lookup:
 
     def services(self, namespace: str) -> list[dict[str, Any]]:
         return self.svcs.list(namespace)
+
+
+def _apply_dns_config(lines: list[str], cfg: dict[str, Any]) -> list[str]:
+    """A pod's ``dnsConfig`` merged into resolv.conf lines as the kubelet does: nameservers and searches appended
+    (duplicates dropped), options overriding by name."""
+    servers = [ln.split()[1] for ln in lines if ln.startswith("nameserver") and len(ln.split()) > 1]
+    search = [w for ln in lines if ln.startswith("search") for w in ln.split()[1:]]
+    opts: dict[str, str | None] = {}
+    for ln in lines:
+        if ln.startswith("options"):
+            for o in ln.split()[1:]:
+                k, _, v = o.partition(":")
+                opts[k] = v or None
+    for ns in cfg.get("nameservers") or []:
+        if ns not in servers:
+            servers.append(str(ns))
+    for d in cfg.get("searches") or []:
+        if d not in search:
+            search.append(str(d))
+    for o in cfg.get("options") or []:
+        if isinstance(o, dict) and o.get("name"):
+            opts[str(o["name"])] = None if o.get("value") is None else str(o["value"])
+    out = [f"nameserver {s}" for s in servers[:3]]
+    if search:
+        out.insert(0, "search " + " ".join(search[:32]))
+    if opts:
+        out.append("options " + " ".join(k if v is None else f"{k}:{v}" for k, v in opts.items()))
+    return out
 
 
 def _sidecar(container: dict[str, Any]) -> bool:
@@ -434,10 +463,20 @@ class NodeAgent:
                 if isinstance(a, dict) and a.get("ip"):
                     lines.append(a["ip"] + "\t" + "\t".join(a.get("hostnames") or []))
         ns = md.get("namespace", "default")
-        resolv = [f"search {ns}.svc.cluster.local svc.cluster.local cluster.local"]
-        with contextlib.suppress(OSError):
-            resolv += [ln for ln in Path("/etc/resolv.conf").read_text().splitlines() if ln.startswith("nameserver")]
-        resolv.append("options ndots:5")
+        policy = spec.get("dnsPolicy") or "ClusterFirst"
+        host_net = bool(spec.get("hostNetwork"))
+        if self.opts.dns_ip and (policy == "ClusterFirstWithHostNet" or (policy == "ClusterFirst" and not host_net)):
+            # The cluster's DNS server (tinykube.dns) for cluster names; it answers other names from the host's.
+            resolv = [f"search {ns}.svc.cluster.local svc.cluster.local cluster.local",
+                      f"nameserver {self.opts.dns_ip}", "options ndots:5"]
+        else:  # "Default" (or no cluster DNS): the node's own resolver configuration
+            resolv = []
+            with contextlib.suppress(OSError):
+                resolv = [ln for ln in Path("/etc/resolv.conf").read_text().splitlines()
+                          if ln.startswith(("nameserver", "search", "options"))]
+        dns_config = spec.get("dnsConfig") or {}
+        if policy == "None" or dns_config:
+            resolv = _apply_dns_config(resolv if policy != "None" else [], dns_config)
         return {"hosts": "\n".join(lines) + "\n", "hostname": host + "\n", "resolv.conf": "\n".join(resolv) + "\n"}
 
     async def _make_sandbox(self, pod: Obj, tr: PodTrack) -> bool:
@@ -551,7 +590,22 @@ class NodeAgent:
     def _pull(self, pod: Obj, ct: CTrack, now: float, wake: list[float]) -> Any:
         image = str(ct.spec.get("image") or "")
         policy = ct.spec.get("imagePullPolicy") or ("Always" if image.endswith(":latest") or ":" not in image.rpartition("/")[2] else "IfNotPresent")
-        found = self.opts.images.resolve(image) if image else None
+        try:
+            found = self.opts.images.resolve(image) if image else None
+        except ValueError as ex:  # InvalidReference: the kubelet's InvalidImageName
+            msg = f'Failed to apply default image tag "{image}": couldn\'t parse image name "{image}": {ex}'
+            if ct.waiting != ("InvalidImageName", msg):
+                self.recorder.event(pod, "Warning", "InspectFailed", msg)
+                self.recorder.event(pod, "Warning", "Failed", "Error: InvalidImageName")
+            ct.waiting = ("InvalidImageName", msg)
+            ct.pull_failed_at = now
+            ct.pull_at = now + self.opts.timing.backoff(min(ct.pull_failures, 64))
+            ct.pull_failures += 1
+            wake.append(ct.pull_at)
+            return None
+        except Exception as ex:  # an ambiguous short id, an unreadable store entry: the image cannot be used
+            log.warning("agent %s: image %r: %s", self.name, image, ex)
+            found = None
         if policy == "Never" and found is None:
             ct.waiting = ("ErrImageNeverPull",
                           f'Container image "{image}" is not present with pull policy of Never')

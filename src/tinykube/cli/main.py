@@ -277,7 +277,7 @@ def cmd_status(a: argparse.Namespace) -> int:
         print("components:")
         print(f"  apiserver             pid {pid}")
         for comp in ("namespace-controller", "replicaset-controller", "deployment-controller", "garbage-collector",
-                     "scheduler"):
+                     "endpoint-controller", "endpointslice-controller", "scheduler"):
             print(f"  {comp:<22}pid {pid} (in-process)")
         node = _node_status(data_dir)
         if node is not None and cluster_settings_saved(data_dir).get("nodes", 1):

@@ -1,7 +1,8 @@
 """The in-process controller manager: every control-plane loop over one shared set of informers.
 
-Components (namespace, ReplicaSet and Deployment controllers, garbage collector,
-scheduler, simulated nodes) each take the in-process client and the shared
+Components (namespace, ReplicaSet, Deployment, Endpoints and EndpointSlice
+controllers, garbage collector, scheduler, simulated nodes) each take the
+in-process client and the shared
 :class:`~tinykube.machinery.informer.InformerFactory`, register their informers
 and handlers when constructed, and start their workers once every informer has
 synced — so no controller acts on a half-filled cache. The same components run
@@ -45,6 +46,8 @@ class ManagerOptions:
 class ControllerManager:
     def __init__(self, client: Client, opts: ManagerOptions) -> None:
         from ..controllers.deployment.controller import DeploymentController
+        from ..controllers.endpoints.controller import EndpointsController
+        from ..controllers.endpointslice.controller import EndpointSliceController
         from ..controllers.garbagecollector.collector import GarbageCollector
         from ..scheduler.scheduler import Scheduler
 
@@ -56,6 +59,8 @@ class ControllerManager:
             "replicaset-controller": ReplicaSetController(client, self.informers),
             "deployment-controller": DeploymentController(client, self.informers),
             "garbage-collector": GarbageCollector(client, self.informers),
+            "endpoint-controller": EndpointsController(client, self.informers),
+            "endpointslice-controller": EndpointSliceController(client, self.informers),
             "scheduler": Scheduler(client, self.informers),
         }
         self.agent: Any = None
@@ -67,6 +72,15 @@ class ControllerManager:
             self.agent = local_agent(client, self.informers, opts.data_dir, opts.kubelet_token, opts.certfile,
                                      opts.keyfile)
             self.components["node-agent"] = self.agent
+        self.dns: Any = None
+        if self.agent is not None and self.agent.opts.net is not None:
+            # Cluster DNS on the node's gateway address, port 53: pods' resolv.conf points there.
+            from ..dns import Config as DnsConfig
+            from ..dns import DnsServer
+
+            gateway = self.agent.opts.net.gateway
+            self.dns = DnsServer(self.informers, [(gateway, 53)], DnsConfig(nameservers=(gateway,)))
+            self.agent.opts.dns_ip = gateway
         if opts.simulated_nodes > 0:
             from ..sim.nodes import SimulatedNodes
 
@@ -91,8 +105,18 @@ class ControllerManager:
                 await asyncio.wait_for(self.agent.wait_serving(), 15)
             except TimeoutError:
                 log.warning("the node agent's kubelet API did not start in time")
+        if self.dns is not None:  # after the agent made the node bridge, whose address it listens on
+            try:
+                await self.dns.start()
+            except OSError as ex:
+                log.warning("cluster DNS could not listen: %s; pods use the host's resolvers", ex)
+                self.agent.opts.dns_ip = ""
+                self.dns = None
 
     async def stop(self) -> None:
+        if self.dns is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.dns.stop(), 5)
         for name, c in reversed(list(self.components.items())):
             try:
                 await asyncio.wait_for(c.stop(), 5)

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.harness import ControlPlane, control_plane, eventually
+from tests.harness import ControlPlane, control_plane, eventually, started
 
 from tinykube.api import errors
 from tinykube.api.resources import DEPLOYMENTS, NODES, PODS, REPLICASETS, Resource, must
@@ -23,15 +23,8 @@ TEMPLATE = {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"na
 
 @asynccontextmanager
 async def running(tmp_path: Path) -> AsyncIterator[tuple[ControlPlane, GarbageCollector]]:
-    async with control_plane(tmp_path) as cp:
-        gc = GarbageCollector(cp.client, cp.informers)
-        cp.informers.start()
-        await cp.informers.wait_synced()
-        gc.start()
-        try:
-            yield cp, gc
-        finally:
-            await gc.stop()
+    async with started(tmp_path, lambda cp: GarbageCollector(cp.client, cp.informers)) as (cp, comps):
+        yield cp, comps[0]
 
 
 def owner_ref(obj: dict[str, Any], block: bool = True, controller: bool = True) -> dict[str, Any]:
