@@ -75,6 +75,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..api import gofmt
 from ..api.validation import is_qualified_name
 from ..scheduler.resources import milli_value, value
 
@@ -355,29 +356,9 @@ def _split_subscript(path: str) -> tuple[str, str] | None:
     return head, key
 
 
-def _go_quote(text: str) -> str:
-    """A string quoted the way Go's ``%q`` does (labels and annotations files use it)."""
-    out = ['"']
-    escapes = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v",
-               "\\": "\\\\", '"': '\\"'}
-    for ch in text:
-        if ch in escapes:
-            out.append(escapes[ch])
-        elif ch.isprintable():  # Python's printable set is Go's IsPrint: no controls, no spaces but ' '
-            out.append(ch)
-        elif ord(ch) < 0x80:
-            out.append(f"\\x{ord(ch):02x}")
-        elif ord(ch) < 0x10000:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(f"\\U{ord(ch):08x}")
-    out.append('"')
-    return "".join(out)
-
-
 def format_map(m: Mapping[str, str]) -> str:
     """``key="value"`` lines in key order, no trailing newline (downward API label/annotation files)."""
-    return "\n".join(f"{k}={_go_quote(str(m[k]))}" for k in sorted(m))
+    return "\n".join(f"{k}={gofmt.quote(str(m[k]))}" for k in sorted(m))
 
 
 _POD_FIELDS = frozenset({

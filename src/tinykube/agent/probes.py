@@ -95,6 +95,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote, urljoin, urlsplit
 
+from ..api import gofmt
+
 log = logging.getLogger("tinykube.agent.probes")
 
 ProbeKind = Literal["liveness", "readiness", "startup"]
@@ -220,7 +222,7 @@ def resolve_port(port: Any, container: Mapping[str, Any]) -> int:
                 break
         else:
             if not _GO_INT.fullmatch(name):
-                raise ValueError(f"strconv.Atoi: parsing {_go_quote(name)}: invalid syntax")
+                raise ValueError(f"strconv.Atoi: parsing {gofmt.quote(name)}: invalid syntax")
             number = int(name)
     if 0 < number < 65536:
         return number
@@ -254,8 +256,8 @@ async def exec_probe(argv: list[str], exec_fn: ExecFn | None, timeout: float) ->
         async with asyncio.timeout(timeout):
             code, output = await exec_fn(argv, timeout)
     except TimeoutError:
-        command = _go_quote(" ".join(argv))
-        return Outcome("failure", f"command timed out: {command} timed out after {_go_duration(timeout)}")
+        command = gofmt.quote(" ".join(argv))
+        return Outcome("failure", f"command timed out: {command} timed out after {gofmt.duration(timeout)}")
     except Exception as ex:  # the runner could not run it: an error, not a failure
         return Outcome("unknown", str(ex) or type(ex).__name__)
     if isinstance(output, bytes | bytearray):
@@ -350,7 +352,7 @@ async def http_get(url: str, headers: list[tuple[str, str]], timeout: float, *,
                             if redirects >= MAX_REDIRECTS:
                                 raise _ProbeError(f"stopped after {MAX_REDIRECTS} redirects", target)
                             if parts.scheme not in ("http", "https"):
-                                raise _ProbeError(f"unsupported protocol scheme {_go_quote(parts.scheme)}", target)
+                                raise _ProbeError(f"unsupported protocol scheme {gofmt.quote(parts.scheme)}", target)
                             if urlsplit(location).netloc:
                                 host_header = None  # an absolute target names its own host
                             current = target
@@ -364,11 +366,11 @@ async def http_get(url: str, headers: list[tuple[str, str]], timeout: float, *,
         if reading_body:
             return Outcome("unknown", "context deadline exceeded (Client.Timeout or context cancellation "
                                       "while reading body)")
-        return Outcome("failure", f"Get {_go_quote(current)}: context deadline exceeded "
+        return Outcome("failure", f"Get {gofmt.quote(current)}: context deadline exceeded "
                                   "(Client.Timeout exceeded while awaiting headers)")
     except _ProbeError as ex:
         at = ex.args[1] if len(ex.args) > 1 else current
-        return Outcome("failure", f"Get {_go_quote(at)}: {ex.args[0]}")
+        return Outcome("failure", f"Get {gofmt.quote(at)}: {ex.args[0]}")
     except _BodyError as ex:
         return Outcome("unknown", str(ex))
     text = body.decode("utf-8", "replace")
@@ -391,7 +393,7 @@ async def _request(url: str, headers: list[tuple[str, str]], host_header: str | 
     address = _join_host_port(host, port)
     for name, value in headers:
         if "\r" in value or "\n" in value:
-            raise _ProbeError(f"net/http: invalid header field value for {_go_quote(name)}")
+            raise _ProbeError(f"net/http: invalid header field value for {gofmt.quote(name)}")
     try:
         reader, writer = await asyncio.open_connection(
             host, port, limit=_HEAD_LIMIT, ssl=_tls_context() if tls else None,
@@ -431,7 +433,7 @@ async def _read_head(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
         code = rest[:3]
         if not proto.startswith("HTTP/") or len(code) != 3 or not code.isdigit() or rest[3:4] not in ("", " "):
             raise _ProbeError("net/http: HTTP/1.x transport connection broken: "
-                              f"malformed HTTP response {_go_quote(status_line)}")
+                              f"malformed HTTP response {gofmt.quote(status_line)}")
         status = int(code)
         if 100 <= status < 200 and status != 101:
             continue  # informational: the real answer follows
@@ -513,55 +515,6 @@ def _tls_error_text(ex: ssl.SSLError) -> str:
     if reason == "WRONG_VERSION_NUMBER":  # the server answered in plain text
         return "http: server gave HTTP response to HTTPS client"
     return "tls: " + (reason.replace("_", " ").lower() or str(ex))
-
-
-_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v",
-               "\\": "\\\\", '"': '\\"'}
-
-
-def _go_quote(text: str) -> str:
-    """``text`` as Go's ``%q`` writes it."""
-    out = ['"']
-    for ch in text:
-        if ch in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[ch])
-        elif ch.isprintable():
-            out.append(ch)
-        elif ord(ch) < 0x80:
-            out.append(f"\\x{ord(ch):02x}")
-        elif ord(ch) < 0x10000:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(f"\\U{ord(ch):08x}")
-    out.append('"')
-    return "".join(out)
-
-
-def _go_duration(seconds: float) -> str:
-    """``seconds`` as Go's ``time.Duration`` prints it: ``1s``, ``1.5s``, ``50ms``, ``1m30s``."""
-    ns = round(seconds * 1e9)
-    if ns == 0:
-        return "0s"
-    sign = "-" if ns < 0 else ""
-    ns = abs(ns)
-
-    def frac(value: int, unit: int) -> str:
-        whole, rest = divmod(value, unit)
-        digits = str(rest).rjust(len(str(unit)) - 1, "0").rstrip("0")
-        return f"{whole}.{digits}" if digits else str(whole)
-
-    if ns < 1_000_000_000:
-        for suffix, unit in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
-            if ns >= unit:
-                return sign + frac(ns, unit) + suffix
-    hours, ns = divmod(ns, 3600 * 1_000_000_000)
-    minutes, ns = divmod(ns, 60 * 1_000_000_000)
-    secs = frac(ns, 1_000_000_000) + "s"
-    if hours:
-        return f"{sign}{hours}h{minutes}m{secs}"
-    if minutes:
-        return f"{sign}{minutes}m{secs}"
-    return sign + secs
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -696,7 +649,7 @@ class ProbeWorker:
             async with asyncio.timeout(self.timeout + 1.0):
                 return await self._probe(self.timeout)
         except TimeoutError:
-            return Outcome("unknown", f"probe did not finish within {_go_duration(self.timeout + 1.0)}")
+            return Outcome("unknown", f"probe did not finish within {gofmt.duration(self.timeout + 1.0)}")
         except Exception as ex:
             log.exception("%s probe crashed", self.kind)
             return Outcome("unknown", f"{type(ex).__name__}: {ex}")

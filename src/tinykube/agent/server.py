@@ -71,6 +71,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from ..apiserver.streams import WebSocket
 from ..netutil import listen_socket
 from . import logs
 
@@ -198,64 +199,6 @@ def pick_protocol(offered: list[str], supported: tuple[str, ...]) -> str | None:
         if p in offered:
             return p
     return None
-
-
-class WebSocket:
-    """A thin view of an ASGI WebSocket: accept or reject, send and receive whole messages."""
-
-    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self.scope = scope
-        self._receive = receive
-        self._send = send
-        self.subprotocols: list[str] = list(scope.get("subprotocols") or [])
-        self.closed = False
-        self.close_code: int | None = None
-
-    async def wait_connect(self) -> bool:
-        msg = await self._receive()
-        return msg["type"] == "websocket.connect"
-
-    async def accept(self, subprotocol: str | None) -> None:
-        await self._send({"type": "websocket.accept", "subprotocol": subprotocol})
-
-    async def reject(self, code: int, body: bytes, content_type: bytes = b"application/json") -> None:
-        """Answer the upgrade request with an HTTP response instead of accepting it."""
-        if "websocket.http.response" in (self.scope.get("extensions") or {}):
-            await self._send({"type": "websocket.http.response.start", "status": code,
-                              "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]})
-            await self._send({"type": "websocket.http.response.body", "body": body})
-        else:
-            await self._send({"type": "websocket.close", "code": 1008})
-        self.closed = True
-
-    async def receive(self) -> bytes | str | None:
-        """The next message, or ``None`` once the peer is gone."""
-        if self.closed:
-            return None
-        msg = await self._receive()
-        if msg["type"] == "websocket.receive":
-            b = msg.get("bytes")
-            return b if b is not None else msg.get("text") or ""
-        self.closed = True
-        self.close_code = msg.get("code")
-        return None
-
-    async def send(self, data: bytes) -> bool:
-        if self.closed:
-            return False
-        try:
-            await self._send({"type": "websocket.send", "bytes": data})
-            return True
-        except (OSError, RuntimeError):  # uvicorn's ClientDisconnected is an OSError
-            self.closed = True
-            return False
-
-    async def close(self, code: int = 1000) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        with contextlib.suppress(OSError, RuntimeError):
-            await self._send({"type": "websocket.close", "code": code})
 
 
 # -- the server -------------------------------------------------------------------------------------------------

@@ -252,22 +252,17 @@ def run(spec: dict[str, Any]) -> int:
 
 
 def _oom_killed(cgroup: str) -> bool:
-    try:
-        with open(os.path.join(cgroup, "memory.oom_control")) as f:
-            for line in f:
-                k, _, v = line.partition(" ")
-                if k == "oom_kill" and int(v) > 0:
-                    return True
-    except (OSError, ValueError):
-        pass
-    try:
-        with open(os.path.join(cgroup, "memory.events")) as f:
-            for line in f:
-                k, _, v = line.partition(" ")
-                if k == "oom_kill" and int(v) > 0:
-                    return True
-    except (OSError, ValueError):
-        pass
+    """Whether the kernel's OOM killer acted in this group: ``oom_kill`` in memory.oom_control (v1) or
+    memory.events (v2)."""
+    for name in ("memory.oom_control", "memory.events"):
+        try:
+            with open(os.path.join(cgroup, name)) as f:
+                for line in f:
+                    k, _, v = line.partition(" ")
+                    if k == "oom_kill" and int(v) > 0:
+                        return True
+        except (OSError, ValueError):
+            continue
     return False
 
 

@@ -58,6 +58,8 @@ import orjson
 
 from tinykube.api.errors import ApiError, bad_request
 
+from . import gofmt
+
 MAGIC = b"k8s\x00"
 CONTENT_TYPE = "application/vnd.kubernetes.protobuf"
 
@@ -347,40 +349,8 @@ def _micro_time(buf: bytes, pos: int, end: int, depth: int) -> str | None:
     return _timestamp(seconds + extra, nanos // 1000)
 
 
-def _frac(value: int, unit: int) -> str:
-    """``value / unit`` as Go prints it: integer part, then the fraction without trailing zeros."""
-    whole, rest = divmod(value, unit)
-    if not rest:
-        return str(whole)
-    digits = str(rest).rjust(len(str(unit)) - 1, "0").rstrip("0")
-    return f"{whole}.{digits}"
-
-
-def go_duration(ns: int) -> str:
-    """Format nanoseconds the way Go's ``time.Duration.String`` does (``1h2m3.5s``, ``1.5ms``, ``0s``)."""
-    if ns == 0:
-        return "0s"
-    sign = "-" if ns < 0 else ""
-    u = abs(ns)
-    if u < 1000:
-        return f"{sign}{u}ns"
-    if u < 1_000_000:
-        return f"{sign}{_frac(u, 1000)}µs"
-    if u < 1_000_000_000:
-        return f"{sign}{_frac(u, 1_000_000)}ms"
-    secs, sub = divmod(u, 1_000_000_000)
-    hours, rem = divmod(secs, 3600)
-    minutes, seconds = divmod(rem, 60)
-    text = _frac(seconds * 1_000_000_000 + sub, 1_000_000_000) + "s"
-    if hours:
-        return f"{sign}{hours}h{minutes}m{text}"
-    if minutes:
-        return f"{sign}{minutes}m{text}"
-    return sign + text
-
-
 def _duration(buf: bytes, pos: int, end: int, depth: int) -> str:
-    return go_duration(_signed64(_int_field(_raw_fields(buf, pos, end), 1, "Duration.duration")))
+    return gofmt.duration_ns(_signed64(_int_field(_raw_fields(buf, pos, end), 1, "Duration.duration")))
 
 
 def _int_or_string(buf: bytes, pos: int, end: int, depth: int) -> int | str:

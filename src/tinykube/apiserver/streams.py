@@ -257,7 +257,10 @@ class _Target:
 # -- ASGI WebSocket view ----------------------------------------------------------------------------------------
 
 
-class _ClientSocket:
+class WebSocket:
+    """A thin view of an ASGI WebSocket (the API server's side towards kubectl, and the node agent's): accept
+    or reject with an HTTP answer, send and receive whole messages, ``None`` once the peer is gone."""
+
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.scope = scope
         self._receive = receive
@@ -265,17 +268,24 @@ class _ClientSocket:
         self.subprotocols: list[str] = list(scope.get("subprotocols") or [])
         self.accepted = False
         self.closed = False
+        self.close_code: int | None = None
 
-    async def reject(self, err: errors.ApiError) -> None:
-        body = orjson.dumps(err.status())
+    async def wait_connect(self) -> bool:
+        msg = await self._receive()
+        return msg["type"] == "websocket.connect"
+
+    async def reject(self, code: int, body: bytes, content_type: bytes = b"application/json") -> None:
+        """Answer the upgrade request with an HTTP response instead of accepting it."""
         if "websocket.http.response" in (self.scope.get("extensions") or {}):
-            await self._send({"type": "websocket.http.response.start", "status": err.code,
-                              "headers": [(b"content-type", b"application/json"),
-                                          (b"content-length", str(len(body)).encode())]})
+            await self._send({"type": "websocket.http.response.start", "status": code,
+                              "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]})
             await self._send({"type": "websocket.http.response.body", "body": body})
         else:
             await self._send({"type": "websocket.close", "code": 1008})
         self.closed = True
+
+    async def reject_error(self, err: errors.ApiError) -> None:
+        await self.reject(err.code, orjson.dumps(err.status()))
 
     async def accept(self, subprotocol: str | None) -> None:
         await self._send({"type": "websocket.accept", "subprotocol": subprotocol})
@@ -284,13 +294,15 @@ class _ClientSocket:
     async def receive(self) -> bytes | str | None:
         if self.closed:
             return None
-        msg = await self._receive()
-        if msg["type"] == "websocket.receive":
-            b = msg.get("bytes")
-            return b if b is not None else msg.get("text") or ""
-        if msg["type"] == "websocket.connect":
-            return await self.receive()
+        while True:
+            msg = await self._receive()
+            if msg["type"] == "websocket.receive":
+                b = msg.get("bytes")
+                return b if b is not None else msg.get("text") or ""
+            if msg["type"] != "websocket.connect":
+                break
         self.closed = True
+        self.close_code = msg.get("code")
         return None
 
     async def send(self, data: bytes | str) -> bool:
@@ -300,7 +312,7 @@ class _ClientSocket:
             await self._send({"type": "websocket.send", "bytes": data} if isinstance(data, bytes)
                              else {"type": "websocket.send", "text": data})
             return True
-        except (OSError, RuntimeError):
+        except (OSError, RuntimeError):  # uvicorn's ClientDisconnected is an OSError
             self.closed = True
             return False
 
@@ -432,7 +444,7 @@ class PodStreams:
 
     # -- WebSocket ------------------------------------------------------------------------------------------
     async def serve_websocket(self, scope: Scope, receive: Receive, send: Send, authenticated: bool) -> None:
-        client = _ClientSocket(scope, receive, send)
+        client = WebSocket(scope, receive, send)
         first = await receive()
         if first["type"] != "websocket.connect":
             return
@@ -460,12 +472,12 @@ class PodStreams:
                     await upstream.close()
         except errors.ApiError as e:
             if not client.closed:
-                await client.reject(e)
+                await client.reject_error(e)
         except Exception:
             log.error("internal error on WebSocket %s:\n%s", scope.get("path"), traceback.format_exc())
             with contextlib.suppress(Exception):
                 if not client.accepted:
-                    await client.reject(errors.internal("an error on the server has prevented the request from "
+                    await client.reject_error(errors.internal("an error on the server has prevented the request from "
                                                         "succeeding"))
                 else:
                     await client.close(1011)
@@ -580,7 +592,7 @@ async def _until_disconnect(work: Awaitable[None], receive: Receive) -> None:
         await asyncio.gather(task, watcher, return_exceptions=True)
 
 
-async def _relay(client: _ClientSocket, upstream: Any) -> None:
+async def _relay(client: WebSocket, upstream: Any) -> None:
     """Messages both ways between kubectl's WebSocket and the agent's, until either side closes."""
     from websockets.exceptions import ConnectionClosed
 
@@ -690,7 +702,7 @@ class _Forward:
 class _SpdyTunnel:
     """The server end of kubectl's SPDY session inside a WebSocket (see the module docstring)."""
 
-    def __init__(self, client: _ClientSocket, open_upstream: Callable[[int], Awaitable[Any]]) -> None:
+    def __init__(self, client: WebSocket, open_upstream: Callable[[int], Awaitable[Any]]) -> None:
         self.client = client
         self.open_upstream = open_upstream
         self.inflate = zlib.decompressobj(zdict=SPDY_DICTIONARY)

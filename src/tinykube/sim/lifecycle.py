@@ -57,7 +57,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..api import imageref
+from ..api import gofmt, imageref
 from ..api.meta import now_rfc3339
 
 PREFIX = "sim.tinykube.io/"
@@ -289,20 +289,7 @@ def make_plan(pod: dict[str, Any], timing: Timing | None = None,
 # -- messages ------------------------------------------------------------------------------------------------
 def go_duration(seconds: float) -> str:
     """A duration as Go's ``time.Duration.String`` prints it, to the millisecond (``300ms``, ``1m20s``, ``5m0s``)."""
-    ms = round(max(seconds, 0.0) * 1000)
-    if ms == 0:
-        return "0s"
-    if ms < 1000:
-        return f"{ms}ms"
-    h, rem = divmod(ms, 3_600_000)
-    m, rem = divmod(rem, 60_000)
-    s, frac = divmod(rem, 1000)
-    sec = f"{s}.{frac:03d}".rstrip("0") if frac else str(s)
-    if h:
-        return f"{h}h{m}m{sec}s"
-    if m:
-        return f"{m}m{sec}s"
-    return f"{sec}s"
+    return gofmt.duration(round(max(seconds, 0.0), 3))
 
 
 def pull_error(image: str) -> str:

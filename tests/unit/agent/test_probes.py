@@ -21,8 +21,6 @@ from tinykube.agent.probes import (
     ContainerProbes,
     Outcome,
     ProbeWorker,
-    _go_duration,
-    _go_quote,
     bind_probe,
     kill_message,
     probe_defaults,
@@ -381,9 +379,6 @@ async def test_grpc_and_missing_handler_are_unknown() -> None:
 
 
 def test_go_texts_and_defaults() -> None:
-    assert [_go_duration(s) for s in (1, 0.05, 1.5, 90, 3600, 0.0015)] == \
-        ["1s", "50ms", "1.5s", "1m30s", "1h0m0s", "1.5ms"]
-    assert _go_quote('say "hi"\n') == '"say \\"hi\\"\\n"'
     frozen_like = {"httpGet": {"port": 80}, "periodSeconds": 0, "successThreshold": 4}
     d = probe_defaults(frozen_like, "liveness")
     assert d["httpGet"] == {"port": 80, "path": "/", "scheme": "HTTP"}

@@ -391,14 +391,6 @@ def test_meta_kinds_and_embedded_json() -> None:
     assert protobuf.decode(as_json) == {"apiVersion": "v1", "kind": "ConfigMap", "data": {"a": "b"}}
 
 
-def test_go_duration() -> None:
-    cases = {0: "0s", 1: "1ns", 1500: "1.5µs", 1_500_000: "1.5ms", 1_000_000_000: "1s", 90_000_000_000: "1m30s",
-             3_600_000_000_000: "1h0m0s", 3_723_500_000_000: "1h2m3.5s", -2_000_000_000: "-2s",
-             10_000_000: "10ms", 100_000_000_001: "1m40.000000001s"}
-    for ns, text in cases.items():
-        assert protobuf.go_duration(ns) == text
-
-
 def test_is_protobuf() -> None:
     assert protobuf.is_protobuf("application/vnd.kubernetes.protobuf")
     assert protobuf.is_protobuf("Application/Vnd.Kubernetes.Protobuf; charset=utf-8")
