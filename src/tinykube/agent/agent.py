@@ -49,10 +49,9 @@ from ..api import errors
 from ..api.meta import now_rfc3339, parse_timestamp
 from ..api.resources import NODES, PODS, must
 from ..client.base import Client, Obj
-from ..machinery.controller import stop_tasks
+from ..machinery.controller import Controller, stop_tasks
 from ..machinery.events import EventRecorder
-from ..machinery.informer import InformerFactory, key_of, split_key
-from ..machinery.queue import WorkQueue
+from ..machinery.informer import InformerFactory, key_of, newest, split_key
 from ..sim import lifecycle
 from ..sim.ipam import PodAddresses
 from ..sim.lifecycle import ContainerPlan, CState, Plan, Snapshot, Timing
@@ -189,15 +188,15 @@ def _grace(pod: Obj) -> int:
     return grace if isinstance(grace, int) and grace >= 0 else 30
 
 
-def _rv(obj: Obj | None) -> int:
-    try:
-        return int((obj or {}).get("metadata", {}).get("resourceVersion") or 0)
-    except ValueError:
-        return 0
+class NodeAgent(Controller):
+    """The kubelet of one node (see the module docstring): a controller whose keys are the pods bound to it."""
 
+    name = "node-agent"
+    workers = 4
+    max_retries = 1 << 30  # never give up on a pod of this node: only its deletion ends its sync
 
-class NodeAgent:
     def __init__(self, client: Client, informers: InformerFactory, opts: AgentOptions) -> None:
+        super().__init__(base_delay=0.05, max_delay=10.0)
         self.client = client
         self.opts = opts
         self.name = opts.name
@@ -209,14 +208,12 @@ class NodeAgent:
         self._pods.add_handlers(self._on_pod, lambda old, new: self._on_pod(new), self._on_pod)
         for inf in (self.lookup.cms, self.lookup.secrets):
             inf.add_handlers(self._on_data, lambda old, new: self._on_data(new), None)
-        self.queue = WorkQueue()
         self.tracks: dict[str, PodTrack] = {}
         self.addresses = PodAddresses()
         self.recorder = EventRecorder(client, "kubelet", host=opts.name)
         self.node_ip = opts.net.gateway if opts.net is not None else "127.0.0.1"
         self.tag = opts.net.tag if opts.net is not None else network.cluster_tag(opts.data_dir)
         self.node_uid = ""
-        self._tasks: list[asyncio.Task[None]] = []
         self._started = asyncio.Event()
         self._serving: kubelet_api.Serving | None = None
         self._stops: set[asyncio.Task[None]] = set()
@@ -228,6 +225,7 @@ class NodeAgent:
 
     # -- lifecycle -----------------------------------------------------------------------------------------------
     def start(self) -> None:
+        """Set up the node (network, kubelet API, registration, adoption), then run the workers."""
         self._tasks.append(asyncio.get_running_loop().create_task(self._run()))
 
     async def wait_registered(self) -> None:
@@ -250,7 +248,7 @@ class NodeAgent:
         await self.informers.wait_synced()
         await self._adopt()
         self._started.set()
-        self._tasks += [asyncio.get_running_loop().create_task(self._worker()) for _ in range(4)]
+        super().start()  # the workers
         self._tasks.append(asyncio.get_running_loop().create_task(self._heartbeat()))
 
     async def stop(self) -> None:
@@ -355,33 +353,12 @@ class NodeAgent:
         if not self.runtime.watch(run, lambda: self.queue.add(key)):
             self.queue.add(key)
 
-    # -- worker --------------------------------------------------------------------------------------------------
-    async def _worker(self) -> None:
-        while True:
-            key = await self.queue.get()
-            if key is None:
-                return
-            try:
-                await self._sync(key)
-            except asyncio.CancelledError:
-                raise
-            except errors.ApiError as ex:
-                log.info("agent %s: %s: %s", self.name, key, ex)
-                self.queue.add_after(key, 0.05 if ex.code == 409 else 1.0)
-            except Exception:
-                log.exception("agent %s: syncing %s failed", self.name, key)
-                self.queue.add_after(key, 1.0)
-            finally:
-                self.queue.done(key)
-
     def _newest(self, key: str, tr: PodTrack | None) -> Obj | None:
         cached = self._pods.get_key(key)
-        if tr is None or tr.last is None or cached is None:
-            return cached
-        if _rv(cached) >= _rv(tr.last):
-            tr.last = None
-            return cached
-        return tr.last
+        pod = newest(cached, tr.last if tr is not None else None)
+        if tr is not None and pod is cached:
+            tr.last = None  # the cache caught up with our write
+        return pod
 
     def _track(self, pod: Obj) -> PodTrack:
         md = pod["metadata"]
@@ -408,7 +385,7 @@ class NodeAgent:
             self.addresses.reserve(tr.ip)
         return tr
 
-    async def _sync(self, key: str) -> None:
+    async def sync(self, key: str) -> None:
         tr = self.tracks.get(key)
         pod = self._newest(key, tr)
         if pod is None or not self._ours(pod):

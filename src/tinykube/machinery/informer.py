@@ -47,6 +47,21 @@ def key_of(obj: Obj) -> str:
     return f"{ns}/{md['name']}" if ns else str(md["name"])
 
 
+def resource_version(obj: Obj | None) -> int:
+    try:
+        return int((obj or {}).get("metadata", {}).get("resourceVersion") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def newest(cached: Obj | None, written: Obj | None) -> Obj | None:
+    """The object to act on: the informer's copy, unless a write of our own is newer than it (the cache lags a
+    write's watch event). A missing cached copy means the object is gone, whatever we wrote."""
+    if cached is None or written is None:
+        return cached
+    return cached if resource_version(cached) >= resource_version(written) else written
+
+
 def split_key(key: str) -> tuple[str | None, str]:
     if "/" in key:
         ns, name = key.split("/", 1)

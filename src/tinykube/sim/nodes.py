@@ -52,7 +52,7 @@ from ..api.resources import NODES, PODS, must
 from ..client.base import Client, Obj
 from ..machinery.controller import stop_tasks
 from ..machinery.events import EventRecorder
-from ..machinery.informer import InformerFactory, key_of, split_key
+from ..machinery.informer import InformerFactory, key_of, newest, split_key
 from ..machinery.queue import WorkQueue
 from . import lifecycle
 from .ipam import POD_CIDR_BASE, PodAddresses, node_ip, pod_cidr
@@ -93,13 +93,6 @@ class _Pod:
     last: Obj | None = None  # what our last write returned, until the informer's copy is as new
     delete_at: float | None = None
     deleted: bool = False
-
-
-def _rv(obj: Obj | None) -> int:
-    try:
-        return int((obj or {}).get("metadata", {}).get("resourceVersion") or 0)
-    except (TypeError, ValueError):
-        return 0
 
 
 def _events_default() -> bool:
@@ -327,12 +320,10 @@ class SimulatedNodes:
 
     def _newest(self, key: str, tr: _Pod | None) -> Obj | None:
         cached = self._pod_inf.get_key(key)
-        if tr is None or tr.last is None or cached is None:
-            return cached
-        if _rv(cached) >= _rv(tr.last):
-            tr.last = None
-            return cached
-        return tr.last
+        pod = newest(cached, tr.last if tr is not None else None)
+        if tr is not None and pod is cached:
+            tr.last = None  # the cache caught up with our write
+        return pod
 
     def _track(self, pod: Obj, node: _Node, now: float) -> _Pod:
         md = pod["metadata"]
