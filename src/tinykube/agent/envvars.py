@@ -233,14 +233,20 @@ def decode_bytes(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-def secret_data(secret: Mapping[str, Any]) -> dict[str, bytes]:
-    """A Secret's decoded ``data`` (base64 in the API), with any ``stringData`` laid over it."""
+def _decode_base64_map(values: Mapping[str, Any], field: str, kind: str) -> dict[str, bytes]:
+    """Base64 values of a ``data``/``binaryData`` map decoded; a bad one is a ValueError naming key and kind."""
     out: dict[str, bytes] = {}
-    for key, b64 in _dict(secret, "data").items():
+    for key, b64 in values.items():
         try:
             out[key] = base64.b64decode(b64 or "", validate=True)
         except (binascii.Error, TypeError, ValueError) as exc:
-            raise ValueError(f"invalid base64 data for key {key} in Secret") from exc
+            raise ValueError(f"invalid base64 {field} for key {key} in {kind}") from exc
+    return out
+
+
+def secret_data(secret: Mapping[str, Any]) -> dict[str, bytes]:
+    """A Secret's decoded ``data`` (base64 in the API), with any ``stringData`` laid over it."""
+    out = _decode_base64_map(_dict(secret, "data"), "data", "Secret")
     for key, text in _dict(secret, "stringData").items():
         out[key] = str(text).encode()
     return out
@@ -248,13 +254,7 @@ def secret_data(secret: Mapping[str, Any]) -> dict[str, bytes]:
 
 def configmap_binary_data(cm: Mapping[str, Any]) -> dict[str, bytes]:
     """A ConfigMap's decoded ``binaryData`` (base64 in the API)."""
-    out: dict[str, bytes] = {}
-    for key, b64 in _dict(cm, "binaryData").items():
-        try:
-            out[key] = base64.b64decode(b64 or "", validate=True)
-        except (binascii.Error, TypeError, ValueError) as exc:
-            raise ValueError(f"invalid base64 binaryData for key {key} in ConfigMap") from exc
-    return out
+    return _decode_base64_map(_dict(cm, "binaryData"), "binaryData", "ConfigMap")
 
 
 def pod_hostname(pod: Mapping[str, Any]) -> str:

@@ -71,6 +71,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from ..apiserver.http import serve_lifespan
 from ..apiserver.streams import WebSocket
 from ..netutil import listen_socket
 from . import logs
@@ -235,13 +236,8 @@ class KubeletServer:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
-            while True:
-                msg = await receive()
-                if msg["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif msg["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await serve_lifespan(receive, send)
+            return
         if kind == "http":
             await self._http(scope, receive, send)
         elif kind == "websocket":

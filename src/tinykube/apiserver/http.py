@@ -100,6 +100,17 @@ class Request:
         return True
 
 
+async def serve_lifespan(receive: Receive, send: Send) -> None:
+    """Answer an ASGI lifespan scope (nothing to set up or tear down): for servers run with lifespan on."""
+    while True:
+        msg = await receive()
+        if msg["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif msg["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 def _warning_headers(warnings: list[str]) -> list[tuple[bytes, bytes]]:
     """``Warning`` headers, deduplicated and bounded as kube-apiserver's recorder does (4096 runes in all; past
     that, 256 per warning): a body with thousands of unknown fields must not make the header block too big."""
@@ -141,13 +152,8 @@ class ApiServer:
     # -- ASGI entry ------------------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                msg = await receive()
-                if msg["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif msg["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await serve_lifespan(receive, send)
+            return
         if scope["type"] == "websocket":
             self.requests += 1
             await self.streams.serve_websocket(scope, receive, send, self._authenticated(Request(scope)))
