@@ -124,6 +124,13 @@ def assert_node_cleaned(c: Cluster) -> None:
     assert f"{c.data_dir}/agent/" not in procs, "container supervisors outlived tinykube down"
     mounts = Path("/proc/self/mountinfo").read_text()
     assert f"{c.data_dir}/agent/" not in mounts, "pod mounts outlived tinykube down"
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    assert f"tinykube-{tag}" not in tables, "the service data path (nftables) outlived tinykube down"
+    settings = json.loads(node_file.read_text())
+    routes = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True).stdout
+    for key in ("clusterCIDR", "serviceCIDR"):
+        if settings.get(key):
+            assert f"{settings[key]} " not in routes, f"the route of the cluster's {key} outlived tinykube down"
 
 
 @pytest.fixture(scope="module")

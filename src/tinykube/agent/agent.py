@@ -56,10 +56,11 @@ from ..sim import lifecycle
 from ..sim.ipam import PodAddresses
 from ..sim.lifecycle import ContainerPlan, CState, Plan, Snapshot, Timing
 from ..sim.objects import LEASE_NAMESPACE, lease_object, node_object, node_status
-from . import cgroups, envvars, network, node, probes, sandbox, volumes
+from . import cgroups, drain, envvars, network, node, probes, sandbox, volumes
 from . import server as kubelet_api
 from .runtime import SCHEME, Run, Runtime
 
+LISTEN_WAIT_SECONDS = 30.0  # how long a container without a readiness probe may take to listen on its ports
 log = logging.getLogger("tinykube.agent")
 
 LEASES = must("coordination.k8s.io", "v1", "leases")
@@ -84,6 +85,7 @@ class AgentOptions:
     kubelet_port: int = 10250
     kubelet_token: str = ""  # the kubelet API is served only with a token (the API server has the same one)
     dns_ip: str = ""  # the cluster DNS server pods use ("" = the host's resolvers)
+    data_path: Any = None  # the node's service proxy: has ``async wait_unrouted(ip, timeout) -> bool``
     certfile: str = ""
     keyfile: str = ""
     host_uid: int = 65534
@@ -677,8 +679,28 @@ class NodeAgent(Controller):
         if not ct.spec.get("startupProbe"):
             ct.started = True
         if not ct.spec.get("readinessProbe"):
-            ct.ready = ct.started
+            ports = _declared_tcp_ports(ct.spec)
+            if ports and netns is not None:
+                self._spawn(self._ready_when_listening(tr, ct, run, Path(netns), ports))
+            else:
+                ct.ready = ct.started
         self._start_probes(pod, tr, ct, run)
+
+    async def _ready_when_listening(self, tr: PodTrack, ct: CTrack, run: Run, netns: Path, ports: set[int]) -> None:
+        """A container without a readiness probe that declares TCP ports is Ready once its pod listens on them
+        (read from the kernel, no connection made), so that a rollout never sends traffic to a process that is
+        still starting; after LISTEN_WAIT_SECONDS it is Ready anyway, as upstream would have said at once."""
+        deadline = time.monotonic() + LISTEN_WAIT_SECONDS
+        while run.running() and ct.last is run and time.monotonic() < deadline:
+            try:
+                if ports <= drain.listening_ports(await asyncio.to_thread(drain.connections, netns)):
+                    break
+            except OSError:
+                break
+            await asyncio.sleep(0.01)
+        if ct.last is run and run.running() and not ct.spec.get("readinessProbe"):
+            ct.ready = ct.started
+            self.queue.add(tr.key)
 
     # -- probes --------------------------------------------------------------------------------------------------
     def _start_probes(self, pod: Obj, tr: PodTrack, ct: CTrack, run: Run) -> None:
@@ -783,6 +805,32 @@ class NodeAgent(Controller):
             await asyncio.sleep(min(float(hook["sleep"].get("seconds") or 0), timeout))
             return None
         return "no handler in the lifecycle hook"
+
+    async def _stop_pod(self, pod: Obj, tr: PodTrack, running: list[tuple[CTrack, Run]], grace: float) -> None:
+        """A deleted pod's end: out of the data path, its connections drained, then each container's graceful stop,
+        all within ``grace`` seconds."""
+        deadline = time.monotonic() + grace
+        await self._unroute(pod, tr, grace)
+        left = max(0.0, deadline - time.monotonic())
+        await asyncio.gather(*(self._graceful_stop(pod, tr, ct, run, left) for ct, run in running))
+
+    async def _unroute(self, pod: Obj, tr: PodTrack, grace: float) -> None:
+        """Zero-drop termination, before preStop and SIGTERM: wait until the node's data path no longer sends new
+        connections to the pod (its endpoint went not-ready when the deletion started), then until the requests
+        in flight on established connections are answered (:mod:`.drain`). Each wait is bounded by half the
+        grace period and 5 s; a pod with no grace period, or on the host network, skips both."""
+        if grace <= 0 or not tr.ip or bool((pod.get("spec") or {}).get("hostNetwork")):
+            return
+        budget = min(5.0, grace / 2)
+        if self.opts.data_path is not None:
+            await self.opts.data_path.wait_unrouted(tr.ip, budget)
+        if self.opts.net is not None:
+            result = await drain.drain(self.opts.net.netns_path(tr.uid), budget)
+            if result.timed_out:
+                log.info("pod %s: connections still busy after %.1fs, stopping anyway", tr.key, budget)
+            elif result.error:
+                log.warning("pod %s: could not read its connections (%s), stopping without draining", tr.key,
+                            result.error)
 
     async def _graceful_stop(self, pod: Obj, tr: PodTrack, ct: CTrack, run: Run, grace: float) -> None:
         """preStop, then SIGTERM to the container's first process, then SIGKILL when ``grace`` seconds are up."""
@@ -915,9 +963,10 @@ class NodeAgent(Controller):
             grace = grace if isinstance(grace, int) and grace >= 0 else 30
             tr.kill_at = now + grace
             self._stop_probes(tr)
-            for ct, run in running:
+            for ct, _run in running:
                 self.recorder.event(pod, "Normal", "Killing", f"Stopping container {ct.name}")
-                self._spawn(self._graceful_stop(pod, tr, ct, run, float(grace)))
+            if running:
+                self._spawn(self._stop_pod(pod, tr, running, float(grace)))
         if running:
             # Each container's stop wakes this sync when it ends (pidfd); this is a safety net.
             self.queue.add_after(tr.key, max(0.5, min(5.0, tr.kill_at - now + 2.5)))
@@ -1033,6 +1082,11 @@ def _dns_label(text: str) -> str:
     return out[:63] or "tinykube-node"
 
 
+def _declared_tcp_ports(container: dict[str, Any]) -> set[int]:
+    return {int(p["containerPort"]) for p in container.get("ports") or []
+            if isinstance(p, dict) and isinstance(p.get("containerPort"), int) and (p.get("protocol") or "TCP") == "TCP"}
+
+
 def local_node_settings(data_dir: Path) -> dict[str, Any]:
     """This data dir's local node: its name and network, chosen at first start and kept (``agent/node.json``)."""
     import json
@@ -1042,14 +1096,17 @@ def local_node_settings(data_dir: Path) -> dict[str, Any]:
     with contextlib.suppress(OSError, ValueError):
         saved = json.loads(path.read_text())
         if isinstance(saved, dict) and saved.get("name"):
+            if saved.get("clusterCIDR") and not saved.get("serviceCIDR"):
+                saved["serviceCIDR"] = network.service_range_for(saved["clusterCIDR"])
             return saved
     settings: dict[str, Any] = {"name": _dns_label(socket.gethostname()), "tag": network.cluster_tag(data_dir)}
     if os.geteuid() == 0:
         with network.host_lock():
-            cidr = network.choose_cluster_cidr()
+            cidr, services = network.choose_cluster_ranges()
             settings["clusterCIDR"] = cidr
             settings["nodeCIDR"] = cidr.replace(".0.0/16", ".0.0/24")
-            network.claim(cidr)
+            settings["serviceCIDR"] = services
+            network.claim(cidr, services)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(settings) + "\n")
     return settings
@@ -1064,7 +1121,7 @@ def local_agent(client: Client, informers: InformerFactory, data_dir: Path, kube
     s = local_node_settings(data_dir)
     net = None
     if os.geteuid() == 0 and s.get("clusterCIDR"):
-        net = network.NodeNetwork(s["tag"], s["clusterCIDR"], s["nodeCIDR"])
+        net = network.NodeNetwork(s["tag"], s["clusterCIDR"], s["nodeCIDR"], s.get("serviceCIDR", ""))
     else:
         log.warning("not running as root: the local node runs pods in host-network mode (see docs/agent.md)")
     timing = Timing(backoff_base=float(os.environ.get("TINYKUBE_BACKOFF_BASE", "10")),
@@ -1141,6 +1198,8 @@ def teardown_local(data_dir: Path) -> list[str]:
                         store.unpin(img, owner)
         shutil.rmtree(rt.pods_dir, ignore_errors=True)
     if os.geteuid() == 0 and s.get("tag"):
-        network.teardown_node(str(s["tag"]), s.get("clusterCIDR"))
+        network.teardown_node(str(s["tag"]), s.get("clusterCIDR"),
+                              s.get("serviceCIDR") or (network.service_range_for(s["clusterCIDR"])
+                                                       if s.get("clusterCIDR") else None))
         cgroups.remove_cluster(str(s["tag"]))
     return notes

@@ -13,12 +13,18 @@ Layout, for a cluster whose pod CIDR is ``10.244.0.0/16`` and a node given
 * the host reaches every pod IP through the bridge's connected route; pods reach
   each other on the bridge;
 * a ``blackhole`` route for the cluster's whole pod CIDR in the host namespace: an
-  address of the cluster that no bridge serves goes nowhere, never out of the machine.
+  address of the cluster that no bridge serves goes nowhere, never out of the machine;
+* the cluster's service CIDR (``10.(96+k).0.0/16``, chosen with the pod CIDR) routed
+  to the node bridge: a host process connecting to a cluster IP gets a route (a
+  blackhole would fail the connect before the nftables NAT of the data path could
+  rewrite the destination), and anything the data path does not rewrite stays on
+  the bridge, inside this machine. Until the bridge exists the range is blackholed.
 
 ``tag`` is derived from the data dir, so clusters with different data dirs on one
 machine never share a name. Each cluster picks its pod CIDR at first start — the
-first ``10.(244+k).0.0/16`` that no route or address on the host overlaps — under a
-host-wide lock, and keeps it (``cluster.json``).
+first ``10.(244+k).0.0/16`` that no route or address on the host overlaps, with
+``10.(96+k).0.0/16`` for its services, under a host-wide lock, and keeps them
+(``agent/node.json``).
 
 Everything is done with iproute2 (``ip -batch``: three short processes per pod)
 rather than netlink from the agent's process: the per-pod cost is a few
@@ -60,6 +66,7 @@ class NodeNetwork:
     tag: str
     cluster_cidr: str  # the whole pod range (/16), blackholed on the host
     node_cidr: str  # this node's pods (/24)
+    service_cidr: str = ""  # the cluster's virtual IPs (/16), routed to the bridge
 
     @property
     def bridge(self) -> str:
@@ -117,20 +124,28 @@ def _host_networks() -> list[ipaddress.IPv4Network]:
     return nets
 
 
-def choose_cluster_cidr() -> str:
-    """The first ``10.(244+k).0.0/16`` nothing on this host overlaps (call under :func:`host_lock`)."""
+def choose_cluster_ranges() -> tuple[str, str]:
+    """The pod and service ranges ``10.(244+k).0.0/16`` and ``10.(96+k).0.0/16`` for the first ``k`` where
+    nothing on this host overlaps either (call under :func:`host_lock`)."""
     taken = _host_networks()
     for k in range(0, 12):
-        cand = ipaddress.IPv4Network(f"10.{244 + k}.0.0/16")
-        if not any(cand.overlaps(n) for n in taken):
-            return str(cand)
-    raise NetworkError("no free 10.244-255.0.0/16 pod range on this host")
+        pods, services = ipaddress.IPv4Network(f"10.{244 + k}.0.0/16"), ipaddress.IPv4Network(f"10.{96 + k}.0.0/16")
+        if not any(pods.overlaps(n) or services.overlaps(n) for n in taken):
+            return str(pods), str(services)
+    raise NetworkError("no free pair of 10.244-255.0.0/16 pod and 10.96-107.0.0/16 service ranges on this host")
 
 
-def claim(cluster_cidr: str) -> None:
-    """Mark the range as this cluster's at once (call under :func:`host_lock`, after
-    :func:`choose_cluster_cidr`): its blackhole route is what other clusters see as taken."""
-    _ip(["route", "replace", "blackhole", cluster_cidr])
+def service_range_for(cluster_cidr: str) -> str:
+    """The service range paired with a pod range (for node settings saved before service ranges were chosen)."""
+    k = int(cluster_cidr.split(".")[1]) - 244
+    return f"10.{96 + k}.0.0/16"
+
+
+def claim(*cidrs: str) -> None:
+    """Mark ranges as this cluster's at once (call under :func:`host_lock`, after
+    :func:`choose_cluster_ranges`): their blackhole routes are what other clusters see as taken."""
+    for cidr in cidrs:
+        _ip(["route", "replace", "blackhole", cidr])
 
 
 def setup_node(net: NodeNetwork) -> None:
@@ -146,6 +161,13 @@ def setup_node(net: NodeNetwork) -> None:
         routes = _ip(["-4", "route", "show", "type", "blackhole"], check=False).stdout
         if f"blackhole {net.cluster_cidr}" not in routes:
             _ip(["route", "add", "blackhole", net.cluster_cidr])
+        if net.service_cidr:
+            _ip(["route", "replace", net.service_cidr, "dev", net.bridge, "src", net.gateway])
+        # The data path: 127.0.0.1 NodePorts are DNATed out of the bridge (route_localnet), and packets of pods to
+        # cluster IPs come back out of the bridge to other pods (forwarding, on this interface only).
+        for key in ("route_localnet", "forwarding"):
+            with open(f"/proc/sys/net/ipv4/conf/{net.bridge}/{key}", "w") as f:
+                f.write("1")
 
 
 async def _aip(args: list[str], stdin: str | None = None) -> None:
@@ -169,6 +191,9 @@ async def setup_pod(net: NodeNetwork, pod_uid: str, ip: str) -> None:
         f"netns add {ns}",
         f"link add {veth} type veth peer name eth0 netns {ns}",
         f"link set {veth} master {net.bridge}",
+        # A pod reaching itself through its Service: where br_netfilter DNATs on the bridge, the frame goes back
+        # out of the port it came in by (kubelet's "hairpin-veth").
+        f"link set {veth} type bridge_slave hairpin on",
         f"link set {veth} up",
     ]) + "\n")
     await _aip(["-n", ns, "-batch", "-"], stdin="\n".join([
@@ -237,10 +262,11 @@ def cluster_namespaces(tag: str) -> list[str]:
         return []
 
 
-def teardown_node(tag: str, cluster_cidr: str | None) -> None:
-    """Remove everything of this cluster on this host: pod namespaces, bridge, blackhole route."""
+def teardown_node(tag: str, *cidrs: str | None) -> None:
+    """Remove everything of this cluster on this host: pod namespaces, bridge, the routes of its ranges."""
     for ns in cluster_namespaces(tag):
         _ip(["netns", "del", ns], check=False)
     _ip(["link", "del", f"tkb-{tag}"], check=False)
-    if cluster_cidr:
-        _ip(["route", "del", "blackhole", cluster_cidr], check=False)
+    for cidr in cidrs:
+        if cidr:
+            _ip(["route", "del", cidr], check=False)

@@ -209,8 +209,9 @@ def _strip_for_compare(o: dict[str, Any]) -> dict[str, Any]:
 
 
 class Registry:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, service_cidr: str = str(allocators.SERVICE_CIDR)) -> None:
         self.store = store
+        self.services = allocators.ServiceRange(service_cidr)
 
     # -- helpers ---------------------------------------------------------------------------------------------
     def _require_entry(self, res: Resource, ns: str | None, name: str) -> Entry:
@@ -493,12 +494,12 @@ class Registry:
             spec["clusterIPs"] = ["None"]
         elif old is None or not (old.get("spec") or {}).get("clusterIP"):
             used = allocators.used_ips(others)
-            used.add("10.96.0.1") if not (obj["metadata"].get("name") == "kubernetes"
-                                          and obj["metadata"].get("namespace") == "default") else None
+            if not (obj["metadata"].get("name") == "kubernetes" and obj["metadata"].get("namespace") == "default"):
+                used.add(self.services.first_ip)
             if spec.get("clusterIP"):
-                allocators.check_ip(spec["clusterIP"], used, "spec.clusterIPs")
+                allocators.check_ip(spec["clusterIP"], used, "spec.clusterIPs", self.services)
             else:
-                spec["clusterIP"] = allocators.allocate_ip(used)
+                spec["clusterIP"] = allocators.allocate_ip(used, self.services)
             spec["clusterIPs"] = [spec["clusterIP"]]
         if stype in ("NodePort", "LoadBalancer"):
             used_ports = allocators.used_node_ports(others)

@@ -199,6 +199,11 @@ def cmd_down(a: argparse.Namespace) -> int:
 
     for note in teardown_local(data_dir):
         print(note)
+    if os.geteuid() == 0 and (data_dir / "agent").exists():
+        from ..agent.network import cluster_tag
+        from ..proxy.proxier import delete_table_sync
+
+        delete_table_sync(cluster_tag(data_dir))  # the data path of a server that did not stop cleanly
     if a.purge:
         _unmerge_kubeconfig(data_dir)
         shutil.rmtree(data_dir, ignore_errors=True)

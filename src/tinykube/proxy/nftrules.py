@@ -210,7 +210,8 @@ def service_ports(services: Iterable[Mapping[str, Any]],
     ``kubernetes.io/service-name`` label) and/or v1 Endpoints objects (matched by name;
     recognised by ``kind: Endpoints`` or a ``subsets`` field); both may be given, duplicates
     are merged. ExternalName and headless Services, and Services without an IPv4 cluster
-    IP, are skipped. Node ports are kept for ``NodePort`` and ``LoadBalancer`` Services.
+    IP, are skipped. Node ports are kept for ``NodePort`` and ``LoadBalancer`` Services; a
+    LoadBalancer's ``status.loadBalancer.ingress`` addresses are served as external IPs.
     """
     by_owner: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for obj in slices:
@@ -227,7 +228,10 @@ def service_ports(services: Iterable[Mapping[str, Any]],
             continue
         ns, name = meta.get("namespace") or "default", meta.get("name", "")
         owned = by_owner.get((ns, name), [])
-        external = tuple(sorted({ip for ip in map(_ipv4, spec.get("externalIPs") or []) if ip}))
+        # External IPs and, for LoadBalancers, the addresses their controller published: both DNATed as the cluster IP.
+        ingress = [i.get("ip") for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+                   if isinstance(i, dict)] if spec.get("type") == "LoadBalancer" else []
+        external = tuple(sorted({ip for ip in map(_ipv4, [*(spec.get("externalIPs") or []), *ingress]) if ip}))
         affinity = _affinity_seconds(spec)
         with_node_ports = spec.get("type") in ("NodePort", "LoadBalancer")
         for p in spec.get("ports") or []:

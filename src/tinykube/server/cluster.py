@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..api.resources import SYSTEM_NAMESPACES
+from ..apiserver import allocators
 from ..apiserver.http import ApiServer
 from ..apiserver.registry import Registry
 from ..apiserver.streams import KubeletConfig, ensure_kubelet_token, websocket_protocol
@@ -73,9 +74,21 @@ async def bootstrap(registry: Registry, api_port: int) -> None:
         await registry.ensure("namespaces", "", None, {"metadata": {"name": ns}})
     await registry.ensure("services", "", "default", {
         "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
-        "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.1", "sessionAffinity": "None",
+        "spec": {"type": "ClusterIP", "clusterIP": registry.services.first_ip, "sessionAffinity": "None",
                  "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": api_port}]},
     })
+
+
+def _service_cidr(cfg: Config) -> str:
+    """The cluster's service range: chosen with the local node's pod range (one pair per cluster on a machine,
+    so data paths side by side never share virtual IPs); the default one without a real node."""
+    if cfg.nodes > 0 and os.geteuid() == 0:
+        from ..agent.agent import local_node_settings
+
+        chosen = local_node_settings(cfg.data_dir).get("serviceCIDR")
+        if chosen:
+            return str(chosen)
+    return str(allocators.SERVICE_CIDR)
 
 
 def write_state(data_dir: Path, info: dict[str, Any]) -> None:
@@ -129,9 +142,11 @@ async def run_server(cfg: Config, ready_fd: int | None = None, on_ready: Any = N
     if cfg.bind in ("0.0.0.0", "::"):
         with contextlib.suppress(OSError):
             hosts.append(socket.gethostbyname(socket.gethostname()))
-    p = pki.ensure_pki(data_dir, hosts)
+    service_cidr = _service_cidr(cfg)
+    # The kubernetes service's address is a name of the API server (pods reach it at that address).
+    p = pki.ensure_pki(data_dir, [*hosts, allocators.ServiceRange(service_cidr).first_ip])
     store = open_store(data_dir)
-    registry = Registry(store)
+    registry = Registry(store, service_cidr)
     await bootstrap(registry, port)
     url_host = f"[{host_for_url}]" if ":" in host_for_url else host_for_url
     url = f"https://{url_host}:{port}"
@@ -141,7 +156,8 @@ async def run_server(cfg: Config, ready_fd: int | None = None, on_ready: Any = N
     client = LocalClient(registry, "tinykube-controller-manager")
     manager = ControllerManager(client, ManagerOptions(simulated_nodes=cfg.simulated_nodes, ca_pem=p.ca_pem.decode(),
                                                      nodes=cfg.nodes, data_dir=data_dir, kubelet_token=kubelet.token,
-                                                     certfile=str(p.cert_path), keyfile=str(p.key_path)))
+                                                     certfile=str(p.cert_path), keyfile=str(p.key_path),
+                                                     service_cidr=service_cidr))
     compactor = asyncio.create_task(_compactor(store, cfg.compact_interval))
 
     config = uvicorn.Config(app, ssl_certfile=str(p.cert_path), ssl_keyfile=str(p.key_path), lifespan="off",

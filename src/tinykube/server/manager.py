@@ -41,6 +41,7 @@ class ManagerOptions:
     kubelet_token: str = ""  # what node agents accept from the API server
     certfile: str = ""  # the kubelet API's serving certificate (of the cluster CA)
     keyfile: str = ""
+    service_cidr: str = ""  # the cluster's service range (its last /24 is the LoadBalancer pool)
 
 
 class ControllerManager:
@@ -81,6 +82,31 @@ class ControllerManager:
             gateway = self.agent.opts.net.gateway
             self.dns = DnsServer(self.informers, [(gateway, 53)], DnsConfig(nameservers=(gateway,)))
             self.agent.opts.dns_ip = gateway
+        self.proxy: Any = None
+        if self.agent is not None:
+            # The node's data path — nftables as root, NodePorts on 127.0.0.1 in userspace otherwise; the agent
+            # stops a deleted pod only once it is out of it.
+            from ..proxy.proxier import DataPath, NftablesDataPath, ServiceProxy
+
+            net = self.agent.opts.net
+            path: DataPath
+            if net is not None:
+                path = NftablesDataPath(net.tag, [net.gateway], net.cluster_cidr)
+            else:
+                from ..proxy.userspace import UserspaceProxy
+
+                path = UserspaceProxy(["127.0.0.1"])
+            self.proxy = ServiceProxy(self.informers, path)
+            self.components["service-proxy"] = self.proxy
+            self.agent.opts.data_path = self.proxy
+        if opts.service_cidr:
+            # LoadBalancer addresses from the last /24 of the service range (routed to this machine's node bridge).
+            from ..apiserver.allocators import ServiceRange
+            from ..controllers.servicelb.controller import ServiceLBController
+
+            pool = ServiceRange(opts.service_cidr).lb_pool
+            if pool is not None:
+                self.components["service-lb-controller"] = ServiceLBController(client, self.informers, str(pool))
         if opts.simulated_nodes > 0:
             from ..sim.nodes import SimulatedNodes
 

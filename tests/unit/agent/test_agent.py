@@ -96,9 +96,9 @@ async def running_agent(tmp_path: Path, store: FakeStore, backoff: float = 0.3) 
     _require_root()
     tag = "t" + hashlib.sha256(str(tmp_path).encode()).hexdigest()[:5]
     with network.host_lock():
-        cidr = network.choose_cluster_cidr()
-        network.claim(cidr)
-    net = network.NodeNetwork(tag, cidr, cidr.replace(".0.0/16", ".0.0/24"))
+        cidr, services = network.choose_cluster_ranges()
+        network.claim(cidr, services)
+    net = network.NodeNetwork(tag, cidr, cidr.replace(".0.0/16", ".0.0/24"), services)
     async with control_plane(tmp_path / "cp") as cp:
         agent = NodeAgent(cp.client, cp.informers, AgentOptions(
             name="node-a", data_dir=tmp_path, net=net, images=store, kubelet_port=0,
@@ -112,7 +112,7 @@ async def running_agent(tmp_path: Path, store: FakeStore, backoff: float = 0.3) 
             await agent.stop()
             for uid in agent.runtime.pod_uids():
                 await agent._teardown_uid(uid, kill=True)
-            network.teardown_node(tag, cidr)
+            network.teardown_node(tag, cidr, services)
             cgroups.remove_cluster(tag)
 
 

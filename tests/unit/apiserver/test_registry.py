@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,31 @@ async def test_services_get_cluster_ips_and_node_ports(env: Any) -> None:
     s["spec"]["selector"] = {"app": "y"}
     s2 = await c.update(SVC, "default", s)
     assert s2["spec"]["clusterIP"] == s["spec"]["clusterIP"] and s2["spec"]["ports"][0]["nodePort"] == np_
+
+
+async def test_a_cluster_service_range_and_its_load_balancer_pool(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    try:
+        reg = Registry(store, "10.97.0.0/16")
+        await bootstrap(reg, 6443)
+        c = LocalClient(reg)
+        k = await c.get(SVC, "default", "kubernetes")
+        assert k["spec"]["clusterIP"] == "10.97.0.1"
+        for i in range(20):
+            s = await c.create(SVC, "default", {"metadata": {"name": f"s{i}"}, "spec": {"ports": [{"port": 80}]}})
+            ip = ipaddress.IPv4Address(s["spec"]["clusterIP"])
+            assert ip in ipaddress.IPv4Network("10.97.0.0/16") and ip not in ipaddress.IPv4Network("10.97.255.0/24")
+        for ip, text in (("10.97.255.7", "reserved for LoadBalancer"), ("10.96.3.3", "not in the valid range"),
+                         ("10.97.0.1", "already allocated")):
+            with pytest.raises(errors.ApiError) as ei:
+                await c.create(SVC, "default", {"metadata": {"name": "x"},
+                                                "spec": {"clusterIP": ip, "ports": [{"port": 80}]}})
+            assert ei.value.code == 422 and text in ei.value.message, ei.value.message
+        s = await c.create(SVC, "default", {"metadata": {"name": "x"}, "spec": {"clusterIP": "10.97.3.3",
+                                                                                 "ports": [{"port": 80}]}})
+        assert s["spec"]["clusterIPs"] == ["10.97.3.3"]
+    finally:
+        store.close()
 
 
 async def test_list_selectors_and_pagination(env: Any) -> None:
