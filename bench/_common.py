@@ -79,15 +79,16 @@ class Figure:
     name: str
     value: float
     unit: str  # "s", "ms", "req/s", "MiB", ...
-    limit: float | None = None  # the goal: value must be <= limit (same unit)
-    kind: str = "figure"  # figure | baseline | info
+    limit: float | None = None  # the goal: value must be <= limit (same unit); >= limit for kind "min"
+    kind: str = "figure"  # figure | min | baseline | info
     note: str = ""
 
     @property
     def status(self) -> str:
         if self.limit is None:
             return ""
-        return "PASS" if self.value == self.value and self.value <= self.limit else "MISS"
+        ok = self.value >= self.limit if self.kind == "min" else self.value <= self.limit
+        return "PASS" if self.value == self.value and ok else "MISS"
 
 
 class Reporter:
@@ -110,7 +111,7 @@ class Reporter:
         f = Figure(self.goal, name, value, unit, limit, kind, note)
         self.figures.append(f)
         if limit is not None:
-            goal = f"goal <= {_num(limit)} {unit}"
+            goal = f"goal {'>=' if kind == 'min' else '<='} {_num(limit)} {unit}"
             tail = f"{goal:<22} {f.status}"
         else:
             tail = f"{'(' + kind + ')':<22}"

@@ -28,6 +28,7 @@ SCRIPTS = [
     ("5", "bench_restart_100k.py"),
     ("issue 3", "bench_workloads.py"),
     ("issue 4", "bench_agent.py"),
+    ("issue 5", "bench_services.py"),
 ]
 
 
@@ -96,7 +97,8 @@ def main() -> int:
             status = f["status"]
             n_pass += status == "PASS"
             n_miss += status == "MISS"
-            limit = f"<= {fmt(f['limit'])}" if f["limit"] is not None else "(baseline)"
+            sign = ">=" if f["kind"] == "min" else "<="
+            limit = f"{sign} {fmt(f['limit'])}" if f["limit"] is not None else "(baseline)"
             print(f"{goal:<5} {f['name'][:62]:<62} {fmt(f['value']):>10} {f['unit']:<6} {limit:<12} {status:<6}")
         print(f"{'':<5} {'(' + script + f' ran in {dt:.0f} s)':<62}")
     print("-" * 104)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import errno
 import json
 import sys
 import time
@@ -92,6 +93,14 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool
     return status, body, close
 
 
+def _kind(ex: BaseException) -> str:
+    """What failed, for the tally: the error class, with the errno name when there is one."""
+    if isinstance(ex, Failed):
+        return ex.kind
+    code = getattr(ex, "errno", None)
+    return f"{type(ex).__name__}({errno.errorcode.get(code, code)})" if code else type(ex).__name__
+
+
 class Load:
     def __init__(self, url: str, rate: float = 0.0, keepalive: int = 2, new_conn: int = 2,
                  timeout: float = 5.0) -> None:
@@ -157,7 +166,7 @@ class Load:
                     if attempt == 0 and reused and before:
                         self.stats.retried += 1
                         continue
-                    self._fail(ex.kind if isinstance(ex, Failed) else type(ex).__name__)
+                    self._fail(_kind(ex))
                     break
             nxt = await self._pace(clients, nxt)
         if conn is not None:
@@ -175,7 +184,7 @@ class Load:
                 status, body, _ = await asyncio.wait_for(_read_response(reader), self.timeout)
                 self._record(status, body, t0)
             except (Failed, ConnectionError, OSError, TimeoutError) as ex:
-                self._fail(ex.kind if isinstance(ex, Failed) else type(ex).__name__)
+                self._fail(_kind(ex))
             finally:
                 if writer is not None:
                     writer.close()

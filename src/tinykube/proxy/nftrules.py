@@ -307,13 +307,15 @@ def _elements(items: list[str]) -> list[str]:
 
 def ruleset(table: str, ports: list[ServicePort], *, node_ips: list[str], pod_cidr: str,
             localhost_nodeports: bool = True, masquerade_all: bool = False,
-            mark: int = MASQUERADE_MARK) -> str:
+            mark: int = MASQUERADE_MARK, service_cidr: str | None = None) -> str:
     """The full ``nft -f`` text replacing table ``ip <table>`` with the rules for ``ports``.
 
     ``node_ips`` are where NodePorts answer (plus ``127.0.0.1`` with ``localhost_nodeports``,
     which needs ``route_localnet``); traffic from outside ``pod_cidr`` to a Service is
     masqueraded, and all of it with ``masquerade_all``. ``mark`` is the single packet-mark bit
-    used to ask for masquerading. Raises ValueError on a bad name, address or port.
+    used to ask for masquerading. With ``service_cidr``, traffic to an address of that range that
+    no rule rewrote (an unallocated cluster IP, or a port the Service does not have) is refused
+    at once rather than left to time out. Raises ValueError on a bad name, address or port.
     """
     if not _TABLE_NAME.match(table):
         raise ValueError(f"invalid nftables table name {table!r}")
@@ -410,7 +412,9 @@ def ruleset(table: str, ports: list[ServicePort], *, node_ips: list[str], pod_ci
                "\t\tjump refuse-no-endpoints\n\t}" for hook in ("input", "forward", "output")),
              "\tchain refuse-no-endpoints {",
              "\t\tip daddr . meta l4proto . th dport vmap @noep-vips",
-             "\t\tip daddr @node-ips meta l4proto . th dport vmap @noep-node-ports", "\t}",
+             "\t\tip daddr @node-ips meta l4proto . th dport vmap @noep-node-ports",
+             *([f"\t\tip daddr {ipaddress.IPv4Network(service_cidr)} goto reject-service "
+                f"{_comment('unallocated cluster IPs and ports')}"] if service_cidr else []), "\t}",
              "\tchain reject-service {", "\t\tmeta l4proto tcp reject with tcp reset",
              "\t\treject with icmp type port-unreachable", "\t}",
              *chains,

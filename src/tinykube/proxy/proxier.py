@@ -70,16 +70,18 @@ def table_name(tag: str) -> str:
 class NftablesDataPath:
     """The kernel data path: one nftables table per cluster, replaced as a whole on every change."""
 
-    def __init__(self, tag: str, node_ips: list[str], pod_cidr: str) -> None:
+    def __init__(self, tag: str, node_ips: list[str], pod_cidr: str, service_cidr: str | None = None) -> None:
         self.table = table_name(tag)
         self.node_ips = node_ips
         self.pod_cidr = pod_cidr
+        self.service_cidr = service_cidr or None
         self._loaded = ""
 
     async def apply(self, ports: list[ServicePort]) -> None:
         # Every service connection is masqueraded: a pod reaching a pod on the same bridge through a cluster IP
         # gets its replies back through the host's conntrack only so (no br_netfilter needed on the host).
-        text = ruleset(self.table, ports, node_ips=self.node_ips, pod_cidr=self.pod_cidr, masquerade_all=True)
+        text = ruleset(self.table, ports, node_ips=self.node_ips, pod_cidr=self.pod_cidr, masquerade_all=True,
+                       service_cidr=self.service_cidr)
         if text == self._loaded:
             return
         await run_nft(text)

@@ -91,7 +91,7 @@ class ControllerManager:
             net = self.agent.opts.net
             path: DataPath
             if net is not None:
-                path = NftablesDataPath(net.tag, [net.gateway], net.cluster_cidr)
+                path = NftablesDataPath(net.tag, [net.gateway], net.cluster_cidr, net.service_cidr)
             else:
                 from ..proxy.userspace import UserspaceProxy
 

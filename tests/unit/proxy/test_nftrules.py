@@ -124,6 +124,16 @@ def test_affinity_and_external_ips() -> None:
     assert got == {"a": (10800, ("192.0.2.9",)), "b": (60, ()), "c": (None, ())}
 
 
+def test_load_balancer_ingress_served_as_external_ips() -> None:
+    ingress = {"loadBalancer": {"ingress": [{"ip": "10.96.255.3", "ipMode": "VIP"}, {"hostname": "lb.example"}]}}
+    lb = svc("lb", HTTP, type_="LoadBalancer", externalIPs=["192.0.2.9"])
+    lb["status"] = ingress
+    stale = svc("was-lb", HTTP, cluster_ip="10.96.0.11", type_="ClusterIP")
+    stale["status"] = ingress  # a type change leaves the status to the controller: not served meanwhile
+    got = {p.service: p.external_ips for p in service_ports([lb, stale], [])}
+    assert got == {"lb": ("10.96.255.3", "192.0.2.9"), "was-lb": ()}
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # ruleset structure
 
@@ -233,6 +243,11 @@ def test_no_endpoints_rejected() -> None:
     for hook in ("input", "forward", "output"):
         assert chain(text, f"filter-{hook}")[-1] == "jump refuse-no-endpoints"
     assert not re.search(r"chain (svc|ext|ep|aff)-", text)
+    assert not any("10.96.0.0/16" in r for r in chain(text, "refuse-no-endpoints"))
+    # With the service range given, the rest of it is refused after the known addresses.
+    rules = chain(ruleset("t", ports, node_ips=[], pod_cidr="10.244.0.0/16", service_cidr="10.96.0.0/16"),
+                  "refuse-no-endpoints")
+    assert rules[-1].startswith("ip daddr 10.96.0.0/16 goto reject-service")
 
 
 def test_session_affinity() -> None:
@@ -296,7 +311,8 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", CASES)
-@pytest.mark.parametrize("options", [{}, {"localhost_nodeports": False, "masquerade_all": True}])
+@pytest.mark.parametrize("options", [{}, {"localhost_nodeports": False, "masquerade_all": True,
+                                     "service_cidr": "10.96.0.0/16"}])
 def test_nft_accepts(name: str, options: dict[str, Any], tmp_path: Path) -> None:
     nft_check(render(CASES[name], **options), tmp_path)
 
