@@ -217,3 +217,42 @@ def test_load_balancer_gets_a_local_external_ip(svc_cluster: Cluster) -> None:
     events = c.kubectl("get", "events", "-n", "lbs", "--field-selector", "involvedObject.name=front").stdout
     assert "EnsuredLoadBalancer" in events
     c.kubectl("delete", "namespace", "lbs", "--wait=false")
+
+
+def test_expose_pod_and_service_headless_and_external_name(svc_cluster: Cluster) -> None:
+    c = svc_cluster
+    c.kubectl("create", "namespace", "kinds")
+    pods = _deploy(c, "api", 2, "kinds", "hello:v1", "--port=80")
+    one = pods[0]["metadata"]["name"]
+    c.kubectl("label", "pod", one, "solo=yes", "-n", "kinds")
+    # kubectl expose of a pod (selector from its labels) and of a service (a second service, same selector).
+    c.kubectl("expose", "pod", one, "--name=solo", "--port=8080", "--target-port=80", "--selector=solo=yes",
+              "-n", "kinds")
+    c.kubectl("expose", "deployment", "api", "--port=80", "-n", "kinds")
+    c.kubectl("expose", "service", "api", "--name=api-copy", "--port=81", "--target-port=80", "-n", "kinds")
+    solo = c.kjson("get", "service", "solo", "-n", "kinds")["spec"]["clusterIP"]
+    copy = c.kjson("get", "service", "api-copy", "-n", "kinds")["spec"]
+    assert copy["selector"] == {"app": "api"}
+    assert set(wait_for(lambda: _hosts(f"http://{solo}:8080/", 6), what="the pod's own service")) == {one}
+    names = {p["metadata"]["name"] for p in pods}
+    seen = wait_for(lambda: (lambda h: h if set(h) == names else None)(_hosts(f"http://{copy['clusterIP']}:81/", 30)),
+                    timeout=20, what="the copied service reaching both pods")
+    assert sum(seen.values()) == 30
+    # Headless: the name resolves to the pods' own addresses; ExternalName: a CNAME to another service's name.
+    c.kubectl("create", "service", "clusterip", "api-headless", "--clusterip=None", "--tcp=80:80", "-n", "kinds")
+    c.kubectl("patch", "service", "api-headless", "-n", "kinds", "-p", '{"spec":{"selector":{"app":"api"}}}')
+    c.kubectl("create", "service", "externalname", "alias", "--external-name=api.kinds.svc.cluster.local",
+              "-n", "kinds")
+    ips = sorted(p["status"]["podIP"] for p in pods)
+    script = ("import socket, urllib.request\n"
+              "print(sorted({a[4][0] for a in socket.getaddrinfo('api-headless', 80, socket.AF_INET)}))\n"
+              "print(socket.gethostbyname_ex('alias.kinds.svc.cluster.local'))\n"
+              "print(urllib.request.urlopen('http://alias/', timeout=3).read().decode().split()[0])\n")
+    out = wait_for(lambda: (lambda r: r.stdout.splitlines() if r.returncode == 0 and str(ips) in r.stdout else None)(
+        c.kubectl("exec", one, "-n", "kinds", "--", "python", "-c", script, check=False)), timeout=20,
+        what="headless and ExternalName names resolving")
+    assert out[0] == str(ips)
+    api_ip = c.kjson("get", "service", "api", "-n", "kinds")["spec"]["clusterIP"]
+    assert "api.kinds.svc.cluster.local" in out[1] and api_ip in out[1], out[1]
+    assert out[2] in names
+    c.kubectl("delete", "namespace", "kinds", "--wait=false")

@@ -23,8 +23,8 @@ Names under ``<zone>`` (case-insensitive, as every comparison here):
   namespace has at least one Service (so nothing exists below a name that is NXDOMAIN).
 * ``<svc>.<ns>.svc.<zone>``: for ClusterIP/NodePort/LoadBalancer Services the cluster IPs
   (A and/or AAAA); headless, the published endpoint addresses (NXDOMAIN when there are
-  none, as the specification says); ExternalName, a CNAME to ``spec.externalName``, not
-  followed.
+  none, as the specification says); ExternalName, a CNAME to ``spec.externalName``, which
+  an address query follows: in the zone here, outside it by the server (``Answer.chase``).
 * ``<ep>.<svc>.<ns>.svc.<zone>``: A/AAAA of the endpoint addresses whose name is ``<ep>``:
   the address's ``hostname``, else its IP with dashes (``10-244-0-5``, ``fd00--5``).
 * ``_<proto>.<svc>.<ns>.svc.<zone>``: exists when some SRV record lies below it;
@@ -92,6 +92,7 @@ class Answer:
     additional: list[Record] = field(default_factory=list)
     authoritative: bool = False
     forward: bool = False  # not ours: the server answers from the host's resolver
+    chase: str | None = None  # the answer ends in a CNAME out of the zone: the server resolves this name too
 
 
 class Source(Protocol):
@@ -228,7 +229,7 @@ class Records:
         self._zone_labels = self.zone.split(".")
 
     # -- the question ---------------------------------------------------------------------------------------
-    def answer(self, qname: str, qtype: str) -> Answer:
+    def answer(self, qname: str, qtype: str, depth: int = 0) -> Answer:
         """Answer ``qname`` (presentation format, any case) for ``qtype`` (``"A"``, ``"SRV"``, ``"ANY"``, ...)."""
         owner = qname if qname.endswith(".") else qname + "."
         qtype = qtype.upper()
@@ -247,6 +248,15 @@ class Records:
         picked = self._pick(rrs, qtype)
         if not picked:
             return Answer(authority=[self.soa()], authoritative=True)
+        if len(picked) == 1 and picked[0].rtype == "CNAME" and qtype not in ("CNAME", "ANY") and depth < 8:
+            # An ExternalName: follow the alias as a recursive resolver would, since pods' stub resolvers do not —
+            # in the zone from these records, outside it through the host's resolver (``chase``).
+            target = picked[0].data
+            if self._relative(_labels(target)) is None:
+                return Answer(answer=picked, authoritative=True, chase=target)
+            more = self.answer(target, qtype, depth + 1)
+            return Answer(more.rcode, answer=picked + more.answer, authority=more.authority,
+                          additional=more.additional, authoritative=True, chase=more.chase)
         return Answer(answer=picked, additional=self._additional(picked), authoritative=True)
 
     def soa(self) -> Record:

@@ -425,6 +425,8 @@ class DnsServer:
         if not answer.forward:
             if not self.source.ready:
                 return self._error(query, dns.rcode.SERVFAIL)  # caches not filled yet: say nothing cacheable
+            if answer.chase and q.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+                return None  # an ExternalName outside the zone: its addresses come from the host's resolver
             try:
                 return self._build(query, answer)
             except Exception as ex:  # data that makes no record (an ExternalName that is no DNS name, say)
@@ -440,21 +442,30 @@ class DnsServer:
 
     async def _forward(self, query: dns.message.Message) -> dns.message.Message:
         q = query.question[0]
+        owner = q.name.to_text()
+        local: Answer | None = None
+        if q.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+            local = self.records.answer(owner, dns.rdatatype.to_text(q.rdtype))
+            if local.forward or not local.chase:
+                local = None
+            else:
+                owner = local.chase  # the CNAME chain so far, then the target's addresses from the host
         try:
             if q.rdtype == dns.rdatatype.PTR:
                 ip = reverse_ip(q.name.to_text())
                 assert ip is not None
                 host = await asyncio.wait_for(self.resolver.reverse(ip), self.forward_timeout)
             else:
-                host = await asyncio.wait_for(self.resolver.addresses(q.name.to_text(omit_final_dot=True)),
-                                              self.forward_timeout)
+                host = await asyncio.wait_for(self.resolver.addresses(owner.rstrip(".")), self.forward_timeout)
         except TimeoutError:
             host = HostAnswer("SERVFAIL")
         except Exception:
             log.exception("dns: host lookup for %s failed", q.name)
             host = HostAnswer("SERVFAIL")
         answer = Answer(host.rcode)
-        owner = q.name.to_text()
+        if local is not None:
+            local.rcode = host.rcode if host.rcode == "NXDOMAIN" else local.rcode
+            answer = local
         ttl = self.config.forward_ttl
         if host.rcode == "NOERROR":
             for value in host.values:

@@ -98,7 +98,7 @@ CASES: list[tuple[str, str, tuple[str, list[str], list[str]]]] = [
      ("NOERROR", ["10-244-0-8.web.default.svc.cluster.local. 5 A 10.244.0.8"], [])),
     ("fd00--1-5.dual.default.svc.cluster.local.", "AAAA",
      ("NOERROR", ["fd00--1-5.dual.default.svc.cluster.local. 5 AAAA fd00::1:5"], [])),
-    # ExternalName: a CNAME for every type, not followed.
+    # ExternalName: a CNAME for every type; out of the zone the server resolves the target (``chase``).
     ("ext.default.svc.cluster.local.", "A", ("NOERROR", ["ext.default.svc.cluster.local. 5 CNAME www.example.com."], [])),
     ("ext.default.svc.cluster.local.", "AAAA",
      ("NOERROR", ["ext.default.svc.cluster.local. 5 CNAME www.example.com."], [])),

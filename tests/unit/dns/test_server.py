@@ -171,11 +171,24 @@ async def test_headless_services_hostnames_and_srv(env: Env) -> None:
     assert len(r.answer[0]) == 3
 
 
-async def test_external_name_is_a_cname_not_followed(env: Env) -> None:
+async def test_external_name_is_a_cname_followed_for_addresses(env: Env) -> None:
     await env.service("ext", {"type": "ExternalName", "externalName": "example.com"})
-    r = await answer_of(lambda: env.udp("ext.default.svc.cluster.local."), "CNAME")
+    r = await answer_of(lambda: env.udp("ext.default.svc.cluster.local.", "CNAME"), "CNAME")
     assert _rows(r) == ["ext.default.svc.cluster.local. 5 CNAME example.com."]
-    assert env.host.asked == []  # the target was not looked up
+    assert env.host.asked == []  # asked for the CNAME itself: the target is not looked up
+    # Asked for an address, the server follows the alias (stub resolvers in pods do not): out of the zone
+    # through the host's resolver, in the zone from its own records.
+    r = await env.udp("ext.default.svc.cluster.local.")
+    assert _rows(r) == ["example.com. 30 A 93.184.215.14", "ext.default.svc.cluster.local. 5 CNAME example.com."]
+    assert r.rcode() == dns.rcode.NOERROR and env.host.asked
+    await env.service("gone", {"type": "ExternalName", "externalName": "nowhere.invalid"})
+    r = await answer_of(lambda: env.udp("gone.default.svc.cluster.local."), "CNAME")
+    assert r.rcode() == dns.rcode.NXDOMAIN and _rows(r) == ["gone.default.svc.cluster.local. 5 CNAME nowhere.invalid."]
+    await env.service("web2", {"clusterIP": "10.96.0.77", "ports": [{"port": 80}]})
+    await env.service("inner", {"type": "ExternalName", "externalName": "web2.default.svc.cluster.local"})
+    r = await answer_of(lambda: env.udp("inner.default.svc.cluster.local."), "10.96.0.77")
+    assert _rows(r) == ["inner.default.svc.cluster.local. 5 CNAME web2.default.svc.cluster.local.",
+                        "web2.default.svc.cluster.local. 5 A 10.96.0.77"]
 
 
 async def test_missing_names_are_nxdomain_with_the_soa(env: Env) -> None:
