@@ -268,6 +268,14 @@ class Workspace:
 
 
 class Cluster:
+    def build_image(self, ctx: Path, tag: str, timeout: float = 300) -> None:
+        """``tinykube image build -t TAG CTX`` into this cluster's image store."""
+        p = subprocess.run([*tinykube_cmd(), "image", "build", "-t", tag, str(ctx)],
+                           env=dict(self.env, TINYKUBE_HOME=str(self.data_dir)), capture_output=True, text=True,
+                           timeout=timeout)
+        if p.returncode != 0:
+            raise RuntimeError(p.stdout + p.stderr)
+
     def __init__(self, base: Path) -> None:
         self.base = base
         self.data_dir = base / "data"

@@ -187,10 +187,7 @@ def main() -> int:
         c = ws.new_cluster()
         c.up()
         t = time.perf_counter()
-        p = subprocess.run([sys.executable, "-m", "tinykube.cli", "image", "build", "-t", "tinyhttp:1", str(ctx)],
-                           env=dict(c.env, TINYKUBE_HOME=str(c.data_dir)), capture_output=True, text=True, timeout=300)
-        if p.returncode != 0:
-            raise RuntimeError(p.stdout + p.stderr)
+        c.build_image(ctx, "tinyhttp:1")
         rep.add("image build (python base + one file)", time.perf_counter() - t, "s", kind="info")
         run_async(measure(c, rep, "tinyhttp:1", n, idle, secs, bare))
         c.down(purge=True)

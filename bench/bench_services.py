@@ -294,11 +294,7 @@ def main() -> int:
             (ctx / "server.py").write_text(SERVER)
             (ctx / "Dockerfile").write_text(f'FROM python:3.11\nENV VERSION={version}\nCOPY server.py /srv/server.py\n'
                                             'CMD ["python", "/srv/server.py"]\n')
-            p = subprocess.run([sys.executable, "-m", "tinykube.cli", "image", "build", "-t", f"fasthttp:v{version}",
-                                str(ctx)], env=dict(c.env, TINYKUBE_HOME=str(c.data_dir)), capture_output=True,
-                               text=True, timeout=300)
-            if p.returncode != 0:
-                raise RuntimeError(p.stdout + p.stderr)
+            c.build_image(ctx, f"fasthttp:v{version}")
         throughput(c, rep, seconds)
         run_async(updates(c, rep, n))
         wait_ready(c, "app=tp", 1)

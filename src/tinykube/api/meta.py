@@ -6,6 +6,7 @@ import functools
 import os
 import secrets
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,3 +65,15 @@ def new_uid() -> str:
     b[8] = (b[8] & 0x3F) | 0x80
     h = b.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def meta_of(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    """An object's ``metadata`` (empty when absent), typed for readers of API JSON."""
+    md: Mapping[str, Any] = obj.get("metadata") or {}
+    return md
+
+
+def spec_of(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    """An object's ``spec`` (empty when absent)."""
+    spec: Mapping[str, Any] = obj.get("spec") or {}
+    return spec

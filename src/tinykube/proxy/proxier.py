@@ -35,6 +35,7 @@ from typing import Protocol
 
 from ..api.resources import must
 from ..client.base import Obj
+from ..machinery.controller import stop_tasks
 from ..machinery.informer import InformerFactory
 from .nftrules import ServicePort, ruleset, service_ports
 
@@ -137,9 +138,7 @@ class ServiceProxy:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._task
+            await stop_tasks([self._task])
             self._task = None
         await self.path.close()
 

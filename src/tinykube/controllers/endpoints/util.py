@@ -58,7 +58,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...api.meta import meta_of as _meta
 from ...api.meta import now_rfc3339, parse_timestamp
+from ...api.meta import spec_of as _spec
 
 Obj = dict[str, Any]
 
@@ -75,16 +77,6 @@ PortKey = tuple[str, int, str, str]
 
 
 # -- pods ---------------------------------------------------------------------------------------------------------
-def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    md: Mapping[str, Any] = obj.get("metadata") or {}
-    return md
-
-
-def _spec(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    spec: Mapping[str, Any] = obj.get("spec") or {}
-    return spec
-
-
 def _ready_condition(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
     for c in (pod.get("status") or {}).get("conditions") or []:
         if isinstance(c, Mapping) and c.get("type") == "Ready":

@@ -52,6 +52,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...api.meta import meta_of as _meta
 from ..endpoints import util as eputil
 
 Obj = dict[str, Any]
@@ -66,11 +67,6 @@ ADDRESS_TYPES = ("IPv4", "IPv6")
 
 PortsKey = tuple[tuple[str, int, str, str], ...]
 EndpointKey = tuple[tuple[str, ...], str, str, str]
-
-
-def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    md: Mapping[str, Any] = obj.get("metadata") or {}
-    return md
 
 
 # -- what a service wants -----------------------------------------------------------------------------------------

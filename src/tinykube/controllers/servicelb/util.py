@@ -48,6 +48,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ...api.meta import meta_of as _meta
+from ...api.meta import spec_of as _spec
+
 Obj = dict[str, Any]
 
 LOAD_BALANCER = "LoadBalancer"
@@ -119,16 +122,6 @@ class Pool:
 
 
 # -- services -----------------------------------------------------------------------------------------------------
-def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    md: Mapping[str, Any] = obj.get("metadata") or {}
-    return md
-
-
-def _spec(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    spec: Mapping[str, Any] = obj.get("spec") or {}
-    return spec
-
-
 def service_key(svc: Mapping[str, Any]) -> str:
     md = _meta(svc)
     return f"{md.get('namespace') or ''}/{md.get('name') or ''}"
