@@ -35,7 +35,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -59,7 +59,7 @@ def doc_commands(path: Path) -> list[str]:
     commands: list[str] = []
     for block in _SH_BLOCK.findall(path.read_text()):
         lines = block.splitlines()
-        i, current = 0, []
+        i, current = 0, cast(list[str], [])
         while i < len(lines):
             line = lines[i]
             i += 1
@@ -530,7 +530,9 @@ def test_seed003_walkthrough(walk_cluster: Cluster, tmp_path: Path) -> None:
     for snapshot in w.outputs("kubectl get all")[1:3]:
         rs = [(int(d), int(r)) for d, r in re.findall(
             r"^replicaset\.apps/storefront-\S+\s+(\d+)\s+\d+\s+(\d+)\s", snapshot, re.M)]
-        available = int(re.search(r"^deployment\.apps/storefront\s+\S+\s+\d+\s+(\d+)\s", snapshot, re.M)[1])
+        found = re.search(r"^deployment\.apps/storefront\s+\S+\s+\d+\s+(\d+)\s", snapshot, re.M)
+        assert found, snapshot
+        available = int(found[1])
         assert len(rs) == 2 and sum(d for d, _ in rs) <= 5 and available >= 3, snapshot
     rollout = w.output("kubectl rollout status deployment storefront", 3)
     assert 'Waiting for deployment "storefront" rollout to finish' in rollout

@@ -648,6 +648,8 @@ class NodeAgent(Controller):
         if uid is None and user.split(":")[0].isdigit():
             uid = int(user.split(":")[0])
         gid = sc.get("runAsGroup", psc.get("runAsGroup"))
+        # As runc does when neither the image nor the pod sets it: root's home for uid 0, else "/".
+        env.setdefault("HOME", "/root" if int(uid or 0) == 0 else "/")
         iso = sandbox.Isolation(hostname=self._hostname(pod), uid=int(uid or 0), gid=int(gid or 0),
                                 host_uid=self.opts.host_uid, host_gid=self.opts.host_uid,
                                 rootless=os.geteuid() != 0)
