@@ -356,7 +356,7 @@ async def test_configmap_update_reaches_running_pod_and_env_from_it(tmp_path: Pa
         await cp.client.create(cms, "default", {"apiVersion": "v1", "kind": "ConfigMap",
                                                 "metadata": {"name": "cfg", "namespace": "default"},
                                                 "data": {"greeting": "hello", "mode": "one"}})
-        container = {"command": ["sh", "-c", "echo GREETING=$GREETING; sleep 30"],
+        container = {"command": ["sh", "-c", "echo GREETING=$GREETING HOME=$HOME; sleep 30"],
                      "env": [{"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "greeting"}}}],
                      "volumeMounts": [{"name": "cfg", "mountPath": "/etc/cfg"}]}
         await cp.client.create(PODS, "default", _pod("cfgpod", "sh:1", "node-a", container=container,
@@ -382,7 +382,8 @@ async def test_configmap_update_reaches_running_pod_and_env_from_it(tmp_path: Pa
 
         assert await eventually(lambda: read("/etc/cfg/mode"), timeout=10, what="the mounted key") == "one"
         log = agent.runtime.log_path(uid, "app", 0)
-        await eventually(lambda: log.exists() and "GREETING=hello" in log.read_text(), timeout=10, what="env")
+        await eventually(lambda: log.exists() and "GREETING=hello HOME=/root" in log.read_text(), timeout=10,
+                         what="env")
         cm = await cp.client.get(cms, "default", "cfg")
         cm["data"]["mode"] = "two"
         await cp.client.update(cms, "default", cm)
