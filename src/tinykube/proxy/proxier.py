@@ -17,6 +17,11 @@ Two data paths share the :class:`DataPath` shape (``apply`` the full list; ``clo
   deletes the table (``tinykube down`` does the same for a server that died).
 * :class:`~.userspace.UserspaceProxy` (no root): listeners on the NodePorts.
 
+Endpoints of pods whose deletion has started count as not ready even before their
+EndpointSlice says so (the proxy watches pods for that alone): the node agent and the proxy
+see a deletion through the same pod informer, so a slice that lags — or an older slice
+write still in flight — can never route new connections to a pod being stopped.
+
 What was last applied is kept as :attr:`ServiceProxy.applied_ready`, the endpoint
 addresses the data path sends new connections to as ready endpoints. The node agent
 waits on :meth:`ServiceProxy.wait_unrouted` before it stops a deleted pod's containers:
@@ -31,6 +36,8 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Protocol
 
 from ..api.resources import must
@@ -44,6 +51,7 @@ log = logging.getLogger("tinykube.proxy")
 SERVICES = must("", "v1", "services")
 ENDPOINTSLICES = must("discovery.k8s.io", "v1", "endpointslices")
 ENDPOINTS = must("", "v1", "endpoints")
+PODS = must("", "v1", "pods")
 
 
 class DataPath(Protocol):
@@ -121,9 +129,32 @@ class ServiceProxy:
         self._task: asyncio.Task[None] | None = None
         self.applied_ready: frozenset[str] = frozenset()
         self.generation = 0
+        self._syncing = False
         self.last_sync_seconds = 0.0
         for inf in (self.services, self.slices, self.endpoints):
             inf.add_handlers(self._changed, self._updated, self._changed)
+        # Addresses of pods whose deletion has started: never a ready endpoint, whatever a slice still says.
+        self.terminating: dict[str, str] = {}  # pod IP -> pod uid
+        informers.informer(PODS).add_handlers(self._pod_added, self._pod_updated, self._pod_deleted)
+
+    def _pod_added(self, pod: Obj) -> None:
+        if pod["metadata"].get("deletionTimestamp"):
+            self._pod_updated(pod, pod)
+
+    def _pod_updated(self, old: Obj, new: Obj) -> None:
+        md = new["metadata"]
+        if not md.get("deletionTimestamp") or (new.get("spec") or {}).get("hostNetwork"):
+            return
+        for ip in _pod_ips(new):
+            if self.terminating.get(ip) != md.get("uid"):
+                self.terminating[ip] = md.get("uid", "")
+                self._dirty.set()
+
+    def _pod_deleted(self, pod: Obj) -> None:
+        uid = pod["metadata"].get("uid", "")
+        for ip in _pod_ips(pod):
+            if self.terminating.get(ip) == uid:
+                del self.terminating[ip]
 
     def _changed(self, obj: Obj) -> None:
         self._dirty.set()
@@ -159,6 +190,13 @@ class ServiceProxy:
                 self._dirty.set()
 
     async def sync(self) -> None:
+        self._syncing = True
+        try:
+            await self._sync()
+        finally:
+            self._syncing = False
+
+    async def _sync(self) -> None:
         t0 = time.perf_counter()
         services = self.services.list()
         # A Service without a selector has hand-made Endpoints (upstream mirrors them into EndpointSlices).
@@ -166,7 +204,7 @@ class ServiceProxy:
                   if not (s.get("spec") or {}).get("selector")}
         sources = [*self.slices.list(), *(e for e in self.endpoints.list()
                                           if (e["metadata"].get("namespace"), e["metadata"].get("name")) in manual)]
-        ports = service_ports(services, sources)
+        ports = _demote(service_ports(services, sources), self.terminating)
         await self.path.apply(ports)
         ready = frozenset(b.ip for sp in ports for b in sp.backends if b.ready)
         async with self._applied:
@@ -177,13 +215,38 @@ class ServiceProxy:
 
     async def wait_unrouted(self, ip: str, timeout: float) -> bool:
         """Wait until the data path no longer sends new connections to ``ip`` as a ready endpoint (True), or
-        ``timeout`` seconds pass (False)."""
+        ``timeout`` seconds pass (False). The answer comes from a ruleset computed after the call — a sync
+        already running may have read the caches before the pod's deletion."""
+        after = self.generation + (2 if self._syncing else 1)
+        self._dirty.set()
+
         async def gone() -> None:
             async with self._applied:
-                await self._applied.wait_for(lambda: ip not in self.applied_ready)
+                await self._applied.wait_for(lambda: self.generation >= after and ip not in self.applied_ready)
 
         try:
             await asyncio.wait_for(gone(), timeout)
             return True
         except TimeoutError:
             return False
+
+
+def _pod_ips(pod: Obj) -> list[str]:
+    st = pod.get("status") or {}
+    ips = [i.get("ip") for i in st.get("podIPs") or [] if isinstance(i, dict)] or [st.get("podIP")]
+    return [ip for ip in ips if isinstance(ip, str) and ip]
+
+
+def _demote(ports: list[ServicePort], terminating: Mapping[str, str]) -> list[ServicePort]:
+    """The endpoints of terminating pods as not ready (serving, terminating): the pod informer sees a deletion as
+    soon as the node agent does, while an EndpointSlice saying so — or an older one saying ready, still on its
+    way — may come later. The agent's unroute wait relies on this."""
+    if not terminating:
+        return ports
+    out: list[ServicePort] = []
+    for sp in ports:
+        if any(b.ready and b.ip in terminating for b in sp.backends):
+            sp = replace(sp, backends=tuple(replace(b, ready=False, terminating=True) if b.ip in terminating else b
+                                            for b in sp.backends))
+        out.append(sp)
+    return out

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.harness import eventually, started
+from tests.harness import eventually, make_pod, started
 
 from tinykube.api.resources import must
 from tinykube.proxy.nftrules import ServicePort
@@ -23,6 +23,7 @@ from tinykube.proxy.proxier import NftablesDataPath, ServiceProxy
 SERVICES = must("", "v1", "services")
 ENDPOINTS = must("", "v1", "endpoints")
 SLICES = must("discovery.k8s.io", "v1", "endpointslices")
+PODS = must("", "v1", "pods")
 
 
 class Recorder:
@@ -87,6 +88,27 @@ async def test_follows_services_and_slices_and_waits_for_unroute(tmp_path: Path)
         await cp.client.delete(SERVICES, "default", "web")
         await eventually(lambda: last_targets(rec, "web") is None)
     assert rec.closed
+
+
+async def test_a_terminating_pod_is_never_a_ready_endpoint_even_if_its_slice_lags(tmp_path: Path) -> None:
+    rec = Recorder()
+    async with started(tmp_path, lambda cp: ServiceProxy(cp.informers, rec)) as (cp, (proxy,)):
+        await make_pod(cp, "a", "10.244.0.2")
+        await make_pod(cp, "b", "10.244.0.3")
+        await cp.client.create(SERVICES, "default", service("web", {"app": "web"}))
+        # No EndpointSlice controller runs here: this slice keeps saying "ready" whatever happens to the pods.
+        await cp.client.create(SLICES, "default", slice_("web", "web-1", {"10.244.0.2": True, "10.244.0.3": True}))
+        await eventually(lambda: last_targets(rec, "web") == ["10.244.0.2", "10.244.0.3"])
+        await cp.client.delete(PODS, "default", "a")  # graceful: the pod stays, with a deletionTimestamp
+        assert (await cp.client.get(PODS, "default", "a"))["metadata"].get("deletionTimestamp")
+        assert await proxy.wait_unrouted("10.244.0.2", 5) is True
+        assert last_targets(rec, "web") == ["10.244.0.3"]
+        [sp] = [sp for sp in rec.applied[-1] if sp.service == "web"]
+        assert [(b.ip, b.ready, b.terminating) for b in sp.backends] == [("10.244.0.2", False, True),
+                                                                          ("10.244.0.3", True, False)]
+        # The pod gone for good: its address is no longer marked (a new pod may get it).
+        await cp.client.delete(PODS, "default", "a", grace_period=0)
+        await eventually(lambda: "10.244.0.2" not in proxy.terminating)
 
 
 async def test_selectorless_service_uses_its_hand_made_endpoints(tmp_path: Path) -> None:
