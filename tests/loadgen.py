@@ -15,8 +15,9 @@ Requests are paced per client (``rate`` requests/s over all clients; 0 = as fast
 possible). Every request counts as ``sent``; ``ok`` are complete 200 responses whose body
 was read; the first line of each body is tallied (the test apps answer their hostname).
 
-Run as a script it loads ``URL`` until ``--duration`` passes or its standard input closes
-(a test starts it, runs a rollout, closes stdin) and prints the figures as one JSON line.
+Run as a script it loads ``URL`` until ``--duration`` passes, its standard input closes (a
+test starts it, runs a rollout, closes stdin) or ``--stop-after`` requests were sent, and
+prints the figures as one JSON line.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import collections
 import errno
 import json
 import sys
+import threading
 import time
 import urllib.parse
 from dataclasses import asdict, dataclass, field
@@ -190,12 +192,20 @@ class Load:
                     writer.close()
             nxt = await self._pace(clients, nxt)
 
-    async def run(self, duration: float, stop: asyncio.Event | None = None) -> Stats:
+    async def _stop_after(self, n: int, stop: asyncio.Event) -> None:
+        while self.stats.sent < n:
+            await asyncio.sleep(0.05)
+        stop.set()
+
+    async def run(self, duration: float, stop: asyncio.Event | None = None, stop_after: int = 0) -> Stats:
         n = self.keepalive + self.new_conn
         t0 = time.perf_counter()
         tasks = [asyncio.create_task(self._keepalive_client(n)) for _ in range(self.keepalive)]
         tasks += [asyncio.create_task(self._new_conn_client(n)) for _ in range(self.new_conn)]
         waits: list[asyncio.Task[Any]] = [asyncio.create_task(asyncio.sleep(duration))]
+        if stop_after:
+            stop = stop or asyncio.Event()
+            waits.append(asyncio.create_task(self._stop_after(stop_after, stop)))
         if stop is not None:
             waits.append(asyncio.create_task(stop.wait()))
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
@@ -209,11 +219,17 @@ class Load:
 
 async def _main(a: argparse.Namespace) -> dict[str, Any]:
     stop = asyncio.Event()
-    watcher = asyncio.get_running_loop().run_in_executor(None, sys.stdin.read) if a.until_stdin_closes else None
-    if watcher is not None:
-        watcher.add_done_callback(lambda _: stop.set())
+    if a.until_stdin_closes:
+        # A daemon thread, not the loop's executor: asyncio.run would wait for a read that may never end.
+        loop = asyncio.get_running_loop()
+
+        def watch() -> None:
+            sys.stdin.read()
+            loop.call_soon_threadsafe(stop.set)
+
+        threading.Thread(target=watch, daemon=True).start()
     load = Load(a.url, a.rate, a.keepalive, a.new_conn, a.timeout)
-    stats = await load.run(a.duration, stop)
+    stats = await load.run(a.duration, stop, a.stop_after)
     return stats.to_json()
 
 
@@ -226,13 +242,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--new-conn", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=5.0)
     ap.add_argument("--until-stdin-closes", action="store_true")
+    ap.add_argument("--stop-after", type=int, default=0, help="end once this many requests were sent")
     a = ap.parse_args(argv)
     print(json.dumps(asyncio.run(_main(a))), flush=True)
-    # The stdin reader thread may still block: leave without waiting for it.
-    sys.stdout.flush()
-    import os
-
-    os._exit(0)
 
 
 if __name__ == "__main__":

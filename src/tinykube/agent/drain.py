@@ -55,7 +55,7 @@ The busy rule
 See :func:`busy`. It reads only kernel state, so it works for any app and protocol, but it is a heuristic:
 the timestamps have jiffy resolution, so a request that arrived (and was read) within the same 1-4 ms
 tick as the previous response was sent looks idle; and a response streamed in pieces with pauses between
-them looks idle during a pause once its bytes are acknowledged. The drain timeout bounds every case.
+them looks idle during a pause. The drain timeout bounds every case.
 """
 
 from __future__ import annotations
@@ -300,14 +300,15 @@ def busy(conns: Iterable[Conn]) -> list[Conn]:
     3. and at least one of:
 
        - ``rqueue > 0``: request bytes have arrived that the app has not read yet;
-       - ``wqueue > 0`` or ``unacked > 0``: response bytes written by the app are not yet sent or not yet
-         acknowledged by the client;
        - ``last_data_recv_ms < last_data_sent_ms`` (both "ms ago"): data arrived after the socket last sent
          data, i.e. a request was read and its response has not started. Equal values (same jiffy, or a
          fresh connection on which nothing happened yet, both stamped at the handshake) count as idle.
 
-    A connection idle between keep-alive requests (everything read, its last response sent and acknowledged
-    after the last request) is therefore not busy. Without tcp_info only the queues are judged.
+    Bytes the app has written but the client has not acknowledged yet do not count: the kernel delivers them
+    even after the process exits (a close sends what is queued, then FIN), and keep-alive clients delay that
+    acknowledgement until their next request, so unacknowledged bytes sit on every idle keep-alive connection.
+    A connection idle between keep-alive requests (everything read, its last response written after the last
+    request) is therefore not busy. Without tcp_info only the receive queue is judged.
     """
     conns = list(conns)
     ports = listening_ports(conns)
@@ -315,7 +316,7 @@ def busy(conns: Iterable[Conn]) -> list[Conn]:
     for c in conns:
         if c.state != TCP_ESTABLISHED or c.local[1] not in ports:
             continue
-        queued = c.rqueue > 0 or c.wqueue > 0 or (c.unacked or 0) > 0
+        queued = c.rqueue > 0
         awaiting = (c.last_data_recv_ms is not None and c.last_data_sent_ms is not None
                     and c.last_data_recv_ms < c.last_data_sent_ms)
         if queued or awaiting:
