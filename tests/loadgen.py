@@ -111,6 +111,7 @@ class Load:
         self.path = (u.path or "/") + (f"?{u.query}" if u.query else "")
         self.rate, self.keepalive, self.new_conn, self.timeout = rate, keepalive, new_conn, timeout
         self.stats = Stats()
+        self.log_errors = False
         self._stop = asyncio.Event()
 
     def _request(self, close: bool) -> bytes:
@@ -129,6 +130,8 @@ class Load:
     def _fail(self, kind: str) -> None:
         self.stats.failed += 1
         self.stats.errors[kind] += 1
+        if self.log_errors:
+            print(f"{time.time():.3f} failed: {kind}", file=sys.stderr, flush=True)
 
     async def _pace(self, clients: int, nxt: float) -> float:
         if self.rate <= 0:
@@ -229,6 +232,7 @@ async def _main(a: argparse.Namespace) -> dict[str, Any]:
 
         threading.Thread(target=watch, daemon=True).start()
     load = Load(a.url, a.rate, a.keepalive, a.new_conn, a.timeout)
+    load.log_errors = a.log_errors
     stats = await load.run(a.duration, stop, a.stop_after)
     return stats.to_json()
 
@@ -242,6 +246,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--new-conn", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=5.0)
     ap.add_argument("--until-stdin-closes", action="store_true")
+    ap.add_argument("--log-errors", action="store_true", help="each failure, with its time, on stderr")
     ap.add_argument("--stop-after", type=int, default=0, help="end once this many requests were sent")
     a = ap.parse_args(argv)
     print(json.dumps(asyncio.run(_main(a))), flush=True)

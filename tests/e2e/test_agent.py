@@ -91,7 +91,7 @@ CMD ["python", "app.py"]
 def _require_root() -> None:
     if os.geteuid() != 0:
         pytest.fail("real pods need root (network namespaces, bridge): CI runs as root")
-    for tool in ("bwrap", "ip", "setpriv", "nsenter"):
+    for tool in ("bwrap", "ip", "setpriv", "nsenter", "nft", "conntrack"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is required: run scripts/install-system-deps.sh")
 

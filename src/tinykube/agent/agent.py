@@ -824,8 +824,9 @@ class NodeAgent(Controller):
         if grace <= 0 or not tr.ip or bool((pod.get("spec") or {}).get("hostNetwork")):
             return
         budget = min(5.0, grace / 2)
-        if self.opts.data_path is not None:
-            await self.opts.data_path.wait_unrouted(tr.ip, budget)
+        if self.opts.data_path is not None and not await self.opts.data_path.wait_unrouted(tr.ip, budget):
+            log.info("pod %s: still in the data path after %.1fs (no other endpoint?), stopping anyway", tr.key,
+                     budget)
         if self.opts.net is not None:
             result = await drain.drain(self.opts.net.netns_path(tr.uid), budget)
             if result.timed_out:
@@ -1002,7 +1003,9 @@ class NodeAgent(Controller):
                 break
             await asyncio.sleep(0.01)
         if self.opts.net is not None:
-            await network.teardown_pod(self.opts.net, uid)
+            meta = self.runtime.meta(uid)
+            ip = "" if meta.get("hostNetwork") else str(meta.get("ip") or "")
+            await network.teardown_pod(self.opts.net, uid, ip)
         await asyncio.to_thread(volumes.cleanup, self.runtime.pod_dir(uid))
         cgroups.remove_pod(self.tag, uid)
         self._unpin(uid)

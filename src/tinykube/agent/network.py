@@ -243,8 +243,9 @@ def socket_in(netns: Path) -> socket.socket:
         return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 
 
-async def teardown_pod(net: NodeNetwork, pod_uid: str) -> None:
-    """Delete the pod's namespace (its veth pair goes with it). Absent is fine."""
+async def teardown_pod(net: NodeNetwork, pod_uid: str, ip: str = "") -> None:
+    """Delete the pod's namespace (its veth pair goes with it), then forget the host's connection tracking
+    entries of the pod's address. Absent is fine."""
     ns = net.netns(pod_uid)
     if net.netns_path(pod_uid).exists():
         with contextlib.suppress(NetworkError):
@@ -253,6 +254,21 @@ async def teardown_pod(net: NodeNetwork, pod_uid: str) -> None:
     with contextlib.suppress(NetworkError):
         if Path(f"/sys/class/net/{net.veth(pod_uid)}").exists():
             await _aip(["link", "del", net.veth(pod_uid)])
+    if ip:
+        await forget_connections(ip)
+
+
+async def forget_connections(ip: str) -> None:
+    """Delete the conntrack entries whose replies come from ``ip`` (connections DNATed to a pod that is gone).
+
+    Needed for zero-drop: a connection the dead pod reset leaves its entry in CLOSE state for 10 s, and a client
+    that reuses the same source port within that time has its SYN matched to the old entry — and to the old
+    pod's address, with its NAT — instead of being load-balanced anew (the kernel only re-opens entries that
+    ended in TIME_WAIT or were reset by the client). UDP "connections" to the pod end here too."""
+    with contextlib.suppress(OSError):
+        proc = await asyncio.create_subprocess_exec("conntrack", "-D", "--reply-src", ip,
+                                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        await proc.wait()  # exit 1 = nothing to delete
 
 
 def cluster_namespaces(tag: str) -> list[str]:

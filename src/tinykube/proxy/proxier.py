@@ -23,7 +23,8 @@ see a deletion through the same pod informer, so a slice that lags — or an old
 write still in flight — can never route new connections to a pod being stopped.
 
 What was last applied is kept as :attr:`ServiceProxy.applied_ready`, the endpoint
-addresses the data path sends new connections to as ready endpoints. The node agent
+addresses the data path sends new connections to (the ready ones, and the terminating
+ones of a port that has no ready endpoint left). The node agent
 waits on :meth:`ServiceProxy.wait_unrouted` before it stops a deleted pod's containers:
 once the pod's address is no longer there, no new connection can reach it, and what is
 still established is left to finish (see ``agent/drain.py``). That ordering — data path
@@ -135,26 +136,34 @@ class ServiceProxy:
             inf.add_handlers(self._changed, self._updated, self._changed)
         # Addresses of pods whose deletion has started: never a ready endpoint, whatever a slice still says.
         self.terminating: dict[str, str] = {}  # pod IP -> pod uid
+        self.gone: dict[str, str] = {}  # addresses of deleted pods that slices may still list: pod IP -> uid
         informers.informer(PODS).add_handlers(self._pod_added, self._pod_updated, self._pod_deleted)
 
     def _pod_added(self, pod: Obj) -> None:
-        if pod["metadata"].get("deletionTimestamp"):
-            self._pod_updated(pod, pod)
+        self._pod_updated(pod, pod)
 
     def _pod_updated(self, old: Obj, new: Obj) -> None:
         md = new["metadata"]
-        if not md.get("deletionTimestamp") or (new.get("spec") or {}).get("hostNetwork"):
+        if (new.get("spec") or {}).get("hostNetwork"):
             return
+        uid = md.get("uid", "")
         for ip in _pod_ips(new):
-            if self.terminating.get(ip) != md.get("uid"):
-                self.terminating[ip] = md.get("uid", "")
+            if not md.get("deletionTimestamp"):
+                if ip in self.gone and self.gone[ip] != uid:
+                    del self.gone[ip]  # the address belongs to a new pod now
+            elif self.terminating.get(ip) != uid:
+                self.terminating[ip] = uid
                 self._dirty.set()
 
     def _pod_deleted(self, pod: Obj) -> None:
+        # The pod is gone, but an EndpointSlice may still list it as ready until its controller catches up:
+        # keep its address out of the data path until no slice has it (see _demote) or a new pod takes it.
         uid = pod["metadata"].get("uid", "")
         for ip in _pod_ips(pod):
             if self.terminating.get(ip) == uid:
                 del self.terminating[ip]
+            if not (pod.get("spec") or {}).get("hostNetwork"):
+                self.gone[ip] = uid
 
     def _changed(self, obj: Obj) -> None:
         self._dirty.set()
@@ -204,9 +213,14 @@ class ServiceProxy:
                   if not (s.get("spec") or {}).get("selector")}
         sources = [*self.slices.list(), *(e for e in self.endpoints.list()
                                           if (e["metadata"].get("namespace"), e["metadata"].get("name")) in manual)]
-        ports = _demote(service_ports(services, sources), self.terminating)
+        ports = _demote(service_ports(services, sources), self.terminating, self.gone)
+        if self.gone:  # forget the addresses no slice lists any more
+            listed = {b.ip for sp in ports for b in sp.backends}
+            for ip in [ip for ip in self.gone if ip not in listed]:
+                del self.gone[ip]
         await self.path.apply(ports)
-        ready = frozenset(b.ip for sp in ports for b in sp.backends if b.ready)
+        # Where new connections can go: the ready endpoints, and the terminating ones of a port with no ready one.
+        ready = frozenset(b.ip for sp in ports for b in sp.targets)
         async with self._applied:
             self.applied_ready = ready
             self.generation += 1
@@ -214,7 +228,7 @@ class ServiceProxy:
         self.last_sync_seconds = time.perf_counter() - t0
 
     async def wait_unrouted(self, ip: str, timeout: float) -> bool:
-        """Wait until the data path no longer sends new connections to ``ip`` as a ready endpoint (True), or
+        """Wait until the data path no longer sends new connections to ``ip`` (True), or
         ``timeout`` seconds pass (False). The answer comes from a ruleset computed after the call — a sync
         already running may have read the caches before the pod's deletion."""
         after = self.generation + (2 if self._syncing else 1)
@@ -237,16 +251,19 @@ def _pod_ips(pod: Obj) -> list[str]:
     return [ip for ip in ips if isinstance(ip, str) and ip]
 
 
-def _demote(ports: list[ServicePort], terminating: Mapping[str, str]) -> list[ServicePort]:
-    """The endpoints of terminating pods as not ready (serving, terminating): the pod informer sees a deletion as
-    soon as the node agent does, while an EndpointSlice saying so — or an older one saying ready, still on its
-    way — may come later. The agent's unroute wait relies on this."""
-    if not terminating:
+def _demote(ports: list[ServicePort], terminating: Mapping[str, str], gone: Mapping[str, str]) -> list[ServicePort]:
+    """The endpoints of terminating pods as not ready (serving, terminating), those of deleted pods as neither
+    ready nor serving: the pod informer sees a deletion as soon as the node agent does, while an EndpointSlice
+    saying so — or an older one saying ready, still on its way — may come later. The agent's unroute wait, and
+    the zero-drop promise after it, rely on this."""
+    if not terminating and not gone:
         return ports
     out: list[ServicePort] = []
     for sp in ports:
-        if any(b.ready and b.ip in terminating for b in sp.backends):
-            sp = replace(sp, backends=tuple(replace(b, ready=False, terminating=True) if b.ip in terminating else b
-                                            for b in sp.backends))
+        if any(b.ip in gone or (b.ready and b.ip in terminating) for b in sp.backends):
+            sp = replace(sp, backends=tuple(
+                replace(b, ready=False, serving=False, terminating=True) if b.ip in gone
+                else replace(b, ready=False, terminating=True) if b.ip in terminating else b
+                for b in sp.backends))
         out.append(sp)
     return out

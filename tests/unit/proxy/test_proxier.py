@@ -106,9 +106,21 @@ async def test_a_terminating_pod_is_never_a_ready_endpoint_even_if_its_slice_lag
         [sp] = [sp for sp in rec.applied[-1] if sp.service == "web"]
         assert [(b.ip, b.ready, b.terminating) for b in sp.backends] == [("10.244.0.2", False, True),
                                                                           ("10.244.0.3", True, False)]
-        # The pod gone for good: its address is no longer marked (a new pod may get it).
+        # The pod gone for good while the slice still says "ready": it stays out of the data path...
         await cp.client.delete(PODS, "default", "a", grace_period=0)
-        await eventually(lambda: "10.244.0.2" not in proxy.terminating)
+        await eventually(lambda: "10.244.0.2" not in proxy.terminating and "10.244.0.2" in proxy.gone)
+        await cp.client.create(SERVICES, "default", service("poke"))  # any change: another sync
+        await eventually(lambda: last_targets(rec, "poke") == [])
+        assert last_targets(rec, "web") == ["10.244.0.3"]
+        # ... until the slice drops it, when the address is forgotten (a new pod may get it).
+        s = await cp.client.get(SLICES, "default", "web-1")
+        s["endpoints"] = s["endpoints"][1:]
+        await cp.client.update(SLICES, "default", s)
+        await eventually(lambda: "10.244.0.2" not in proxy.gone)
+        # A new pod with a once-gone address is routed normally.
+        await make_pod(cp, "c", "10.244.0.2")
+        await cp.client.create(SLICES, "default", slice_("web", "web-2", {"10.244.0.2": True}))
+        await eventually(lambda: last_targets(rec, "web") == ["10.244.0.2", "10.244.0.3"])
 
 
 async def test_selectorless_service_uses_its_hand_made_endpoints(tmp_path: Path) -> None:
